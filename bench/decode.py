@@ -1,0 +1,539 @@
+#!/usr/bin/env python
+"""Batch-1 decode speed of a Mistral-7B-shaped model: fp16 dense vs packed INT4 g128 vs packed 2:4 INT4 g128.
+
+GPU run (about 3-4 minutes on an H100):   python bench/decode.py --out $OUT/decode_bench.json
+CPU check of this script (tiny config, eager loop only, timings meaningless):   python bench/decode.py --smoke
+
+Model: transformers' default `MistralConfig()` (7.24B parameters; `sliding_window` set to None, which changes
+nothing below 4096 tokens and keeps the static cache a plain one), random fp16 weights (seeded normal(0, 0.02),
+norms 1), built on the meta device and materialised on the GPU. Variants, one after another (peak memory is
+one fp16 model plus one packed copy while packing):
+  fp16    the model as built (cuBLAS `F.linear`)
+  int4    every decoder Linear packed INT4 g128 (RTN, asymmetric): `compress_model` then `to_packed`
+  2:4     every decoder Linear packed 2:4 + INT4 g128 (magnitude 2:4); if that fails, MLP-only 2:4 with dense
+          INT4 attention (what was used is recorded)
+
+Generation loop (our own, identical for every variant; transformers' `generate` is launch-bound): a static KV
+cache (`StaticCache`, max length prompt + tokens), a prompt of --prompt random tokens prefilled in one eager
+forward, then --tokens greedy steps of one token each. One step = explicit additive attention mask + model forward
++ argmax + in-place update of the static token / position buffers, so a step can be captured once in a CUDA graph
+(after 3 warm-up steps on a side stream, which also compile the Triton kernels and allocate their split-K
+counters) and replayed. Decode tokens/s = tokens / time of the decode steps (CUDA events, prefill excluded),
+median over --repeats runs with graphs and over --eager-repeats runs without (same step, launched eagerly).
+
+Correctness: each packed model is compared with its fake-quant twin (the same model after `compress_model`,
+before `to_packed`, which runs the same weights through `F.linear`). The fake-quant model decodes greedily; the
+packed model is then teacher-forced on those tokens, so both see the same context at every step. Reported: max
+|logit difference| at prefill and at the first decode step, max over all steps, and the top-1 agreement rate over
+the decode steps. The fp16 model's tokens are only informative (quantization changes them).
+
+The full numbers go to the JSON file (--out), rewritten after every stage; a markdown table is printed last.
+"""
+import argparse, gc, inspect, json, os, platform, statistics, subprocess, sys, time, traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ('fp16', 'int4', '2:4')
+GiB = 2**30
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--out', default=None, help='JSON output (default results/decode_bench.json; /tmp/... with --smoke)')
+    p.add_argument('--smoke', action='store_true', help='tiny config on the CPU, eager loop only (checks the script)')
+    p.add_argument('--tokens', type=int, default=None, help='greedy decode steps (default 128; smoke 12)')
+    p.add_argument('--prompt', type=int, default=None, help='prompt tokens, prefilled at once (default 16; smoke 8)')
+    p.add_argument('--repeats', type=int, default=5, help='timed runs with CUDA graphs (median reported)')
+    p.add_argument('--eager-repeats', type=int, default=2, help='timed runs without graphs (median reported)')
+    p.add_argument('--variants', default=','.join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
+    p.add_argument('--group-size', type=int, default=128)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--budget', type=float, default=300., help='seconds; stages that would start later are skipped')
+    return p.parse_args(argv)
+
+
+def env_info(torch, dev):
+    import transformers
+    info = dict(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
+                transformers=transformers.__version__, host=platform.node(), time=time.strftime('%Y-%m-%d %H:%M:%S'))
+    try:
+        import triton
+        info['triton'] = triton.__version__
+    except ImportError:
+        info['triton'] = None
+    if dev.type == 'cuda':
+        pr = torch.cuda.get_device_properties(dev)
+        info.update(device=pr.name, sms=pr.multi_processor_count, memory_gib=round(pr.total_memory / GiB, 1),
+                    capability=f"{pr.major}.{pr.minor}")
+        try:
+            info['driver'] = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
+                                            capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except Exception as e:
+            info['driver'] = f'n/a ({type(e).__name__})'
+    else:
+        info.update(device=f'cpu ({platform.processor() or platform.machine()})', driver='n/a')
+    return info
+
+
+def model_config(smoke: bool):
+    "transformers' default MistralConfig (7.24B), or a tiny one for --smoke; sliding window off (no effect here)."
+    from transformers import MistralConfig
+    cfg = MistralConfig() if not smoke else MistralConfig(
+        vocab_size=1024, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096)
+    cfg.sliding_window = None
+    return cfg
+
+
+def build_model(torch, cfg, dev, dtype, seed):
+    "Random model on `dev`: meta device -> to_empty -> seeded normal(0, initializer_range), norms 1, rotary rebuilt."
+    from transformers import MistralForCausalLM
+    with torch.device('meta'):
+        model = MistralForCausalLM(cfg).to(dtype)
+    model.to_empty(device=dev)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():                               # fixed order: same weights every build
+            if p.ndim >= 2: p.normal_(0.0, cfg.initializer_range, generator=g)
+            elif n.endswith('bias'): p.zero_()
+            else: p.fill_(1.0)
+    if getattr(cfg, 'tie_word_embeddings', False): model.tie_weights()
+    rot = model.model.rotary_emb                                            # non-persistent fp32 buffers: rebuild
+    with torch.device('cpu'):
+        model.model.rotary_emb = type(rot)(config=cfg)
+    model.model.rotary_emb.to(dev)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left: raise RuntimeError(f"not materialised: {left[:3]}")
+    return model.eval()
+
+
+def model_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+class Decoder:
+    """Greedy batch-1 decoding with a static KV cache; one step can be captured in a CUDA graph.
+
+    Static state: `ids` [1, 1] (the token fed next), `pos` [1] (its position), `logits` [1, V] (of the last
+    step), `hist` [P + N + 1] (prompt, then every token chosen; hist[p] is the token at position p)."""
+
+    def __init__(self, torch, model, prompt, n_tokens: int):
+        from transformers import StaticCache
+        self.torch, self.model = torch, model
+        dev, dt = prompt.device, model.dtype
+        P = prompt.numel()
+        self.P, self.L = P, P + max(n_tokens, 4)                                   # warm-up steps need room too
+        try:
+            self.cache = StaticCache(config=model.config, max_cache_len=self.L)
+        except TypeError:                                                         # older signature
+            self.cache = StaticCache(config=model.config, max_batch_size=1, max_cache_len=self.L, device=dev, dtype=dt)
+        sig = inspect.signature(model.forward).parameters                         # 'cache' (>= 5.2x) or 'past_key_values'
+        self.cache_kw = 'cache' if 'cache' in sig else 'past_key_values'
+        self.pass_cache_position = 'cache_position' in sig                        # older releases index the cache with it
+        self.logits_to_keep = 'logits_to_keep' in sig
+        self.prompt = prompt
+        self.kv_pos = torch.arange(self.L, device=dev)
+        self.zero = torch.zeros((), dtype=dt, device=dev)
+        self.neg = torch.full((), torch.finfo(dt).min, dtype=dt, device=dev)
+        self.ids = torch.zeros(1, 1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)
+        self.logits = torch.zeros(1, model.config.vocab_size, dtype=dt, device=dev)
+        self.hist = torch.zeros(self.L + 1, dtype=torch.long, device=dev)
+        self.graph = None
+
+    def _forward(self, ids, positions, mask):
+        "Last-position logits [1, V]; `mask` is additive [1, 1, q, L] (0 = attend), so no mask logic runs inside."
+        kw = {self.cache_kw: self.cache, 'use_cache': True}
+        if self.pass_cache_position: kw['cache_position'] = positions
+        if self.logits_to_keep: kw['logits_to_keep'] = 1
+        return self.model(input_ids=ids, position_ids=positions[None], attention_mask=mask, **kw).logits[:, -1]
+
+    def prefill(self, first=None):
+        "Reset the cache, run the prompt, set the first token (argmax, or `first`); returns the prompt's last logits."
+        torch = self.torch
+        if hasattr(self.cache, 'reset'): self.cache.reset()
+        positions = torch.arange(self.P, device=self.prompt.device)
+        mask = torch.where(self.kv_pos[None, :] <= positions[:, None], self.zero, self.neg).view(1, 1, self.P, self.L)
+        logits = self._forward(self.prompt[None], positions, mask)
+        self.logits.copy_(logits)
+        t0 = logits.argmax(-1) if first is None else first.reshape(1)
+        self.ids.copy_(t0.view(1, 1))
+        self.pos.fill_(self.P)
+        self.hist.zero_()
+        self.hist[:self.P] = self.prompt
+        self.hist[self.P] = t0[0]
+        return logits.clone()
+
+    def step(self):
+        "One greedy step at position `pos`: only in-place updates of static tensors (graph-capturable)."
+        mask = self.torch.where(self.kv_pos <= self.pos, self.zero, self.neg).view(1, 1, 1, self.L)
+        logits = self._forward(self.ids, self.pos, mask)
+        self.logits.copy_(logits)
+        nxt = logits.argmax(-1)                                                   # [1]
+        self.ids.copy_(nxt.view(1, 1))
+        self.pos.add_(1)
+        self.hist.index_copy_(0, self.pos, nxt)
+
+    def capture(self, warmup: int = 3):
+        "Warm the step up on a side stream (kernels compiled, split-K counters allocated), then capture it."
+        torch = self.torch
+        self.prefill()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(warmup): self.step()
+        torch.cuda.current_stream().wait_stream(s)
+        torch.cuda.synchronize()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.step()
+        torch.cuda.synchronize()
+
+    def run(self, n: int, graph: bool):
+        for _ in range(n):
+            self.graph.replay() if graph else self.step()
+
+    def decoded(self, n: int) -> list:
+        return self.hist[self.P:self.P + n + 1].tolist()
+
+
+def sync(torch, dev):
+    if dev.type == 'cuda': torch.cuda.synchronize()
+
+
+def time_decode(torch, dev, dec, n, graph, repeats, over_budget) -> dict:
+    "Decode tokens/s (prefill excluded): median over `repeats` runs; CUDA events on a GPU, wall clock elsewhere."
+    ts = []
+    for r in range(repeats):
+        if r and over_budget(): break
+        dec.prefill()
+        sync(torch, dev)
+        if dev.type == 'cuda':
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record(); dec.run(n, graph); e1.record(); e1.synchronize()
+            ts.append(e0.elapsed_time(e1) * 1e-3)
+        else:
+            t = time.perf_counter(); dec.run(n, graph); ts.append(time.perf_counter() - t)
+    med = statistics.median(ts)
+    return dict(tok_s=n / med, ms_per_token=1e3 * med / n, runs_s=[round(t, 5) for t in ts], tokens=n)
+
+
+def collect(torch, dec, n, graph, teacher=None):
+    "Prefill logits, per-step logits [n, V] and the token history; teacher-forced on `teacher` (a history) if given."
+    P = dec.P
+    pre = dec.prefill(first=None if teacher is None else teacher[P])
+    out = []
+    for i in range(n):
+        dec.run(1, graph)
+        out.append(dec.logits.clone())
+        if teacher is not None and i + 1 < n: dec.ids.copy_(teacher[P + i + 1].view(1, 1))
+    return pre, torch.cat(out), dec.hist.clone()
+
+
+def compare(ref, got) -> dict:
+    "Packed (teacher-forced) vs fake-quant (free-running) logits and tokens."
+    (rp, rl, _), (gp, gl, _) = ref, got
+    n = rl.shape[0]
+    d = (gl.float() - rl.float()).abs()
+    scale = float(rl.float().abs().max())
+    agree = (gl.argmax(-1) == rl.argmax(-1)).float()
+    return dict(max_abs_dlogit_prefill=float((gp.float() - rp.float()).abs().max()),
+                max_abs_dlogit_step1=float(d[0].max()), max_abs_dlogit_all=float(d.max()),
+                mean_abs_dlogit_all=float(d.mean()), max_abs_logit_ref=scale,
+                rel_dlogit_step1=float(d[0].max()) / max(scale, 1e-30),
+                top1_agree_prefill=bool(gp.argmax(-1).item() == rp.argmax(-1).item()),
+                top1_agree_rate=float(agree.mean()), steps=n)
+
+
+def host_syncs(torch, fn) -> list:
+    "Ops in `fn()` that would read a tensor on the host (a sync: forbidden in CUDA-graph capture); CPU-checkable."
+    from torch.utils._python_dispatch import TorchDispatchMode
+    bad = {'_local_scalar_dense', 'nonzero', 'masked_select', 'unique', 'repeat_interleave'}
+    seen = []
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.__name__.split('.')[0]
+            if name in bad and name not in seen: seen.append(name)
+            return func(*args, **(kwargs or {}))
+    with Watch(): fn()
+    return seen
+
+
+def full_forward_check(dec, n: int) -> float:
+    "Share of the last run's greedy tokens equal to the argmax of one cache-free forward over the whole sequence."
+    P, h = dec.P, dec.hist
+    logits = dec.model(input_ids=h[None, :P + n], use_cache=False).logits[0, P - 1:P + n - 1]
+    return float((logits.argmax(-1) == h[P:P + n]).float().mean())
+
+
+def first_divergence(a: list, b: list):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y: return i
+    return None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from tenpak.core import LayerPlan, Plan, find_linears, layer_kind
+    from tenpak.apply import compress_model
+    from tenpak.pack import to_packed
+
+    t_start = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t_start
+    over_budget = lambda: elapsed() > args.budget
+    log = lambda *a: print(f"[{elapsed():6.1f}s]", *a, flush=True)
+    sm = args.smoke
+    dev = torch.device('cpu' if sm else 'cuda')
+    if dev.type == 'cuda' and not torch.cuda.is_available(): sys.exit('no CUDA device: use --smoke for a CPU check')
+    graph_ok = dev.type == 'cuda'
+    out = Path(args.out or ('/tmp/decode_bench_smoke.json' if sm else ROOT / 'results' / 'decode_bench.json'))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_tok = args.tokens or (12 if sm else 128)
+    n_prompt = args.prompt or (8 if sm else 16)
+    variants = [v.strip() for v in args.variants.split(',') if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad: sys.exit(f"unknown variant(s) {bad}; choose from {VARIANTS}")
+    dt, g = torch.float16, args.group_size
+    torch.set_grad_enabled(False)
+
+    cfg = model_config(sm)
+    info = env_info(torch, dev)
+    log('device:', info.get('device'), '| driver', info.get('driver'), '| torch', info['torch'], '| triton', info['triton'],
+        '| transformers', info['transformers'])
+    res = dict(script='bench/decode.py', env=info, smoke=sm, args=vars(args),
+               config=dict(name='tiny MistralConfig (smoke)' if sm else 'MistralConfig()', hidden=cfg.hidden_size,
+                           layers=cfg.num_hidden_layers, intermediate=cfg.intermediate_size, vocab=cfg.vocab_size,
+                           heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads, sliding_window=None,
+                           dtype='float16', batch=1, prompt_tokens=n_prompt, decode_tokens=n_tok, group_size=g,
+                           weights='random normal(0, %g), norms 1, seed %d' % (cfg.initializer_range, args.seed)),
+               graph=graph_ok,
+               notes=["decode tok/s = decode steps / their time (prefill excluded), batch 1, greedy, static KV cache",
+                      "graph: each step replays one captured CUDA graph; eager: the same step launched from Python",
+                      "logit checks: packed model teacher-forced on its fake-quant twin's greedy tokens"],
+               variants={}, skipped=[], errors={})
+
+    def save():
+        res['elapsed_s'] = round(elapsed(), 2)
+        out.write_text(json.dumps(res, indent=1, default=str))
+
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    prompt = torch.randint(0, cfg.vocab_size, (n_prompt,), generator=gen).to(dev)
+
+    def free():
+        gc.collect()
+        if dev.type == 'cuda': torch.cuda.empty_cache()
+
+    def new_decoder(model, graph, r=None):
+        "A Decoder, warmed up; with `graph`, its step captured (on failure: recorded in r['graph_error'], eager only)."
+        dec = Decoder(torch, model, prompt, n_tok)
+        t = time.perf_counter()
+        if graph:
+            try:
+                dec.capture()
+            except Exception as e:
+                msg = f"{type(e).__name__}: {str(e)[:400]}"
+                log(f"  CUDA-graph capture failed ({msg}); eager only"); traceback.print_exc()
+                if r is not None: r['graph_error'] = msg
+                dec.graph = None
+                torch.cuda.synchronize()
+                dec = Decoder(torch, model, prompt, n_tok)                         # fresh cache and buffers
+        if dec.graph is None:
+            dec.prefill(); dec.run(2, False)                                      # warm up the eager path
+        sync(torch, dev)
+        return dec, time.perf_counter() - t
+
+    def measure(name, model, r, reference=None):
+        "Time `model` (graph + eager) and, if `reference` (fake-quant logits) is given, check it against them."
+        if dev.type == 'cuda':
+            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+        r['model_gib'] = model_bytes(model) / GiB
+        dec = None
+        try:
+            dec, r['warmup_capture_s'] = new_decoder(model, graph_ok, r)
+            graph = dec.graph is not None
+            if not graph_ok and name == 'fp16':                                   # the transformers side of a step
+                try: r['host_syncs_in_step'] = host_syncs(torch, dec.step)
+                except Exception as e: r['host_syncs_in_step'] = f"check failed: {type(e).__name__}: {e}"
+                log(f"  {name}: host syncs in one decode step: {r['host_syncs_in_step'] or 'none'} (must be none to capture)")
+            if reference is not None:
+                got = collect(torch, dec, n_tok, graph, teacher=reference[2])
+                r['check'] = compare(reference, got)
+                c = r['check']
+                log(f"  {name}: vs fake-quant: max |dlogit| prefill {c['max_abs_dlogit_prefill']:.3g}, step 1 "
+                    f"{c['max_abs_dlogit_step1']:.3g} (max |logit| {c['max_abs_logit_ref']:.3g}), all steps "
+                    f"{c['max_abs_dlogit_all']:.3g}; top-1 agreement {100 * c['top1_agree_rate']:.1f}% of {c['steps']} steps")
+                save()
+            if graph:
+                r['graph'] = time_decode(torch, dev, dec, n_tok, True, args.repeats, over_budget)
+                r['tokens'] = dec.decoded(n_tok)
+                log(f"  {name}: graph {r['graph']['tok_s']:.1f} tok/s ({r['graph']['ms_per_token']:.2f} ms/token)")
+            r['eager'] = time_decode(torch, dev, dec, n_tok, False, args.eager_repeats, over_budget)
+            if not graph: r['tokens'] = dec.decoded(n_tok)
+            try:                                                                  # cache / mask / position logic
+                r['loop_vs_full_forward'] = full_forward_check(dec, n_tok)
+                log(f"  {name}: greedy tokens of the loop = argmax of one cache-free forward over them: "
+                    f"{100 * r['loop_vs_full_forward']:.1f}% of {n_tok}")
+            except Exception as e:
+                r['loop_vs_full_forward'] = f"error: {type(e).__name__}: {str(e)[:300]}"
+                log(f"  {name}: full-forward check failed: {r['loop_vs_full_forward']}")
+            log(f"  {name}: eager {r['eager']['tok_s']:.1f} tok/s ({r['eager']['ms_per_token']:.2f} ms/token)")
+            if dev.type == 'cuda':
+                r['peak_decode_gib'] = torch.cuda.max_memory_allocated() / GiB
+                r['peak_reserved_gib'] = torch.cuda.max_memory_reserved() / GiB
+        finally:
+            if dec is not None: dec.graph = None
+            del dec
+            free()
+        save()
+
+    def reference_run(model):
+        "The fake-quant model's free-running greedy decode: prefill logits, step logits, tokens."
+        dec, _ = new_decoder(model, graph_ok)
+        try:
+            return collect(torch, dec, n_tok, dec.graph is not None)
+        finally:
+            dec.graph = None
+            del dec
+            free()
+
+    def quant_plan(model, sparse_attn: bool, sparse: bool) -> Plan:
+        def lp(n):
+            s = '2:4' if sparse and (sparse_attn or layer_kind(n) == 'mlp') else None
+            return LayerPlan(bits=4, group_size=g, sparsity=s)
+        return Plan({n: lp(n) for n in find_linears(model)})
+
+    def quant_variant(name, model, plan, r):
+        "compress (fake-quant) -> reference decode -> to_packed -> measure and check. Consumes `model`."
+        t = time.perf_counter()
+        applied = compress_model(model, plan, keep_parts=True, device=dev, progress=False)
+        r['compress_s'] = time.perf_counter() - t
+        log(f"  {name}: compressed {len(plan)} Linears in {r['compress_s']:.1f} s ({plan.summary()})")
+        ref = reference_run(model)
+        r['fake_quant_tokens'] = ref[2][n_prompt:n_prompt + n_tok + 1].tolist()
+        t = time.perf_counter()
+        to_packed(model, plan, applied.parts, device=dev)
+        applied.parts.clear()
+        sync(torch, dev)
+        r['pack_s'] = time.perf_counter() - t
+        if dev.type == 'cuda': r['peak_compress_pack_gib'] = torch.cuda.max_memory_allocated() / GiB
+        log(f"  {name}: packed in {r['pack_s']:.1f} s; weights {model_bytes(model) / GiB:.2f} GiB")
+        del applied
+        free()
+        measure(name, model, r, reference=ref)
+
+    def build():
+        if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        m = build_model(torch, cfg, dev, dt, args.seed)
+        sync(torch, dev)
+        res.setdefault('build_s', []).append(round(time.perf_counter() - t, 2))
+        log(f"built model: {sum(p.numel() for p in m.parameters()) / 1e9:.3f}B parameters, {model_bytes(m) / GiB:.2f} GiB, "
+            f"{res['build_s'][-1]:.1f} s, attention {getattr(m.config, '_attn_implementation', None)}")
+        res['config']['attn_implementation'] = getattr(m.config, '_attn_implementation', None)
+        return m
+
+    spent = {}                                                                  # seconds per variant, for estimates
+
+    def attempt(name, fn, estimate=0.0):
+        if elapsed() + estimate > args.budget:
+            res['skipped'].append(f"{name}: time budget ({elapsed():.0f} s spent, ~{estimate:.0f} s needed, "
+                                  f"budget {args.budget:.0f} s)")
+            log(f"skip {name}: over budget"); save(); return False
+        r = res['variants'].setdefault(name, {})
+        t = time.perf_counter()
+        try:
+            fn(r); spent[name] = r['seconds'] = time.perf_counter() - t; return True
+        except Exception as e:
+            res['errors'][name] = f"{type(e).__name__}: {str(e)[:500]}"
+            r['error'] = res['errors'][name]
+            log(f"{name} FAILED: {res['errors'][name]}"); traceback.print_exc()
+            free(); save(); return False
+
+    # --- life 1: fp16, then the same model compressed in place to INT4 ---
+    if 'fp16' in variants or 'int4' in variants:
+        holder = {}
+        def life1_fp16(r):
+            holder['m'] = build()
+            log('variant fp16 (dense, cuBLAS)')
+            r['what'] = 'fp16 dense, F.linear'
+            measure('fp16', holder['m'], r)
+        if 'fp16' in variants: attempt('fp16', life1_fp16)
+        else: holder['m'] = build()
+        if 'int4' in variants and 'm' in holder:
+            def life1_int4(r):
+                log('variant int4 (every decoder Linear INT4 g%d)' % g)
+                plan = quant_plan(holder['m'], False, False)
+                r['what'] = f'packed INT4 g{g}, all {len(plan)} decoder Linears'
+                quant_variant('int4', holder['m'], plan, r)
+            attempt('int4', life1_int4)
+        holder.clear(); free()
+
+    # --- life 2: a fresh model compressed to 2:4 INT4 (attention too, else MLP only) ---
+    if '2:4' in variants:
+        def life2(r, sparse_attn):
+            m = build()
+            try:
+                plan = quant_plan(m, sparse_attn, True)
+                n_sp = sum(1 for _, lp in plan if lp.sparsity)
+                r['what'] = (f'packed 2:4 INT4 g{g}, ' + (f'all {len(plan)} decoder Linears' if sparse_attn else
+                             f'{n_sp} MLP Linears 2:4, {len(plan) - n_sp} attention Linears dense INT4'))
+                r['sparse_attention'] = sparse_attn
+                log(f"variant 2:4 ({r['what']})")
+                quant_variant('2:4', m, plan, r)
+            finally:
+                del m
+                free()
+        est = spent.get('int4', 0.0)                                            # about what the INT4 variant took
+        ok = attempt('2:4', lambda r: life2(r, True), est)
+        if not ok and '2:4' in res['errors']:
+            first_error = res['errors'].pop('2:4')
+            res['variants']['2:4'] = dict(attention_2_4_error=first_error)
+            log('retrying 2:4 on the MLP Linears only')
+            attempt('2:4', lambda r: life2(r, False), est)
+
+    # --- summary ---
+    base = res['variants'].get('fp16', {})
+    for name, r in res['variants'].items():
+        for k in ('graph', 'eager'):
+            if r.get(k) and base.get(k):
+                r[k]['speedup_vs_fp16'] = r[k]['tok_s'] / base[k]['tok_s']
+        if name != 'fp16' and r.get('tokens') and base.get('tokens'):
+            r['first_divergence_vs_fp16'] = first_divergence(r['tokens'], base['tokens'])
+        if r.get('tokens') and r.get('fake_quant_tokens'):
+            r['first_divergence_vs_fake_quant'] = first_divergence(r['tokens'], r['fake_quant_tokens'])
+    save()
+    log(f"wrote {out}")
+    print(table(res))
+
+
+def table(res) -> str:
+    "Markdown summary, one row per variant."
+    f = lambda v, p=1: '-' if v is None else f"{v:.{p}f}"
+    env, c = res['env'], res['config']
+    lines = [f"\n{env.get('device')} | driver {env.get('driver')} | torch {env.get('torch')} | triton {env.get('triton')} | "
+             f"transformers {env.get('transformers')} | {c['name']} fp16, batch 1, prompt {c['prompt_tokens']}, "
+             f"{c['decode_tokens']} greedy tokens, static cache{', CUDA graphs' if res['graph'] else ', eager only (no GPU)'}\n",
+             "| variant | tok/s graph | tok/s eager | speedup vs fp16 | peak GPU GiB | weights GiB | max abs dlogit step 1 (vs fake-quant) | top-1 agree |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    key = 'graph' if res['graph'] else 'eager'
+    for name, r in res['variants'].items():
+        if r.get('error') and not r.get(key):
+            lines.append(f"| {name} | error | error | - | - | - | - | - |"); continue
+        ch = r.get('check') or {}
+        sp = (r.get(key) or {}).get('speedup_vs_fp16')
+        lines.append(f"| {r.get('what', name)} | {f((r.get('graph') or {}).get('tok_s'))} | {f((r.get('eager') or {}).get('tok_s'))} | "
+                     f"{'-' if sp is None else f'{sp:.2f}x'} | {f(r.get('peak_decode_gib'), 2)} | {f(r.get('model_gib'), 2)} | "
+                     f"{f(ch.get('max_abs_dlogit_step1'), 3)} | "
+                     f"{'-' if 'top1_agree_rate' not in ch else format(100 * ch['top1_agree_rate'], '.1f') + '%'} |")
+    for name, r in res['variants'].items():
+        if r.get('graph_error'): lines.append(f"\n{name}: CUDA-graph capture failed, eager only: {r['graph_error'][:200]}")
+        if r.get('attention_2_4_error'): lines.append(f"\n{name}: 2:4 on attention failed ({r['attention_2_4_error'][:200]}); MLP-only 2:4 used")
+    if res.get('skipped'): lines.append(f"\nskipped: {', '.join(res['skipped'])}")
+    if res.get('errors'): lines.append('errors: ' + '; '.join(f"{k}: {v[:200]}" for k, v in res['errors'].items()))
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    main()
