@@ -29,7 +29,7 @@ the decode steps. The fp16 model's tokens are only informative (quantization cha
 
 The full numbers go to the JSON file (--out), rewritten after every stage; a markdown table is printed last.
 """
-import argparse, gc, inspect, json, os, platform, statistics, subprocess, sys, time, traceback
+import argparse, gc, inspect, json, os, statistics, sys, time, traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,29 +52,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def env_info(torch, dev):
-    import transformers
-    info = dict(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
-                transformers=transformers.__version__, host=platform.node(), time=time.strftime('%Y-%m-%d %H:%M:%S'))
-    try:
-        import triton
-        info['triton'] = triton.__version__
-    except ImportError:
-        info['triton'] = None
-    if dev.type == 'cuda':
-        pr = torch.cuda.get_device_properties(dev)
-        info.update(device=pr.name, sms=pr.multi_processor_count, memory_gib=round(pr.total_memory / GiB, 1),
-                    capability=f"{pr.major}.{pr.minor}")
-        try:
-            info['driver'] = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
-                                            capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
-        except Exception as e:
-            info['driver'] = f'n/a ({type(e).__name__})'
-    else:
-        info.update(device=f'cpu ({platform.processor() or platform.machine()})', driver='n/a')
-    return info
-
-
 def model_config(smoke: bool):
     "transformers' default MistralConfig (7.24B), or a tiny one for --smoke; sliding window off (no effect here)."
     from transformers import MistralConfig
@@ -83,28 +60,6 @@ def model_config(smoke: bool):
         num_key_value_heads=2, max_position_embeddings=4096)
     cfg.sliding_window = None
     return cfg
-
-
-def build_model(torch, cfg, dev, dtype, seed):
-    "Random model on `dev`: meta device -> to_empty -> seeded normal(0, initializer_range), norms 1, rotary rebuilt."
-    from transformers import MistralForCausalLM
-    with torch.device('meta'):
-        model = MistralForCausalLM(cfg).to(dtype)
-    model.to_empty(device=dev)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    with torch.no_grad():
-        for n, p in model.named_parameters():                               # fixed order: same weights every build
-            if p.ndim >= 2: p.normal_(0.0, cfg.initializer_range, generator=g)
-            elif n.endswith('bias'): p.zero_()
-            else: p.fill_(1.0)
-    if getattr(cfg, 'tie_word_embeddings', False): model.tie_weights()
-    rot = model.model.rotary_emb                                            # non-persistent fp32 buffers: rebuild
-    with torch.device('cpu'):
-        model.model.rotary_emb = type(rot)(config=cfg)
-    model.model.rotary_emb.to(dev)
-    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
-    if left: raise RuntimeError(f"not materialised: {left[:3]}")
-    return model.eval()
 
 
 def model_bytes(model) -> int:
@@ -279,6 +234,8 @@ def main(argv=None):
     from tenpak.core import LayerPlan, Plan, find_linears, layer_kind
     from tenpak.apply import compress_model
     from tenpak.pack import to_packed
+    from tenpak.log import environment
+    from tenpak.zoo import random_model
 
     t_start = time.perf_counter()
     elapsed = lambda: time.perf_counter() - t_start
@@ -299,9 +256,9 @@ def main(argv=None):
     torch.set_grad_enabled(False)
 
     cfg = model_config(sm)
-    info = env_info(torch, dev)
-    log('device:', info.get('device'), '| driver', info.get('driver'), '| torch', info['torch'], '| triton', info['triton'],
-        '| transformers', info['transformers'])
+    info = environment(dev)
+    log('device:', info.get('gpu', info.get('device')), '| driver', info.get('driver'), '| torch', info.get('torch'), '| triton', info.get('triton'),
+        '| transformers', info.get('transformers'))
     res = dict(script='bench/decode.py', env=info, smoke=sm, args=vars(args),
                config=dict(name='tiny MistralConfig (smoke)' if sm else 'MistralConfig()', hidden=cfg.hidden_size,
                            layers=cfg.num_hidden_layers, intermediate=cfg.intermediate_size, vocab=cfg.vocab_size,
@@ -426,7 +383,7 @@ def main(argv=None):
     def build():
         if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
-        m = build_model(torch, cfg, dev, dt, args.seed)
+        m = random_model(cfg, home=dev, dtype=dt, seed=args.seed)
         sync(torch, dev)
         res.setdefault('build_s', []).append(round(time.perf_counter() - t, 2))
         log(f"built model: {sum(p.numel() for p in m.parameters()) / 1e9:.3f}B parameters, {model_bytes(m) / GiB:.2f} GiB, "
@@ -512,7 +469,7 @@ def table(res) -> str:
     "Markdown summary, one row per variant."
     f = lambda v, p=1: '-' if v is None else f"{v:.{p}f}"
     env, c = res['env'], res['config']
-    lines = [f"\n{env.get('device')} | driver {env.get('driver')} | torch {env.get('torch')} | triton {env.get('triton')} | "
+    lines = [f"\n{env.get('gpu', env.get('device'))} | driver {env.get('driver')} | torch {env.get('torch')} | triton {env.get('triton')} | "
              f"transformers {env.get('transformers')} | {c['name']} fp16, batch 1, prompt {c['prompt_tokens']}, "
              f"{c['decode_tokens']} greedy tokens, static cache{', CUDA graphs' if res['graph'] else ', eager only (no GPU)'}\n",
              "| variant | tok/s graph | tok/s eager | speedup vs fp16 | peak GPU GiB | weights GiB | max abs dlogit step 1 (vs fake-quant) | top-1 agree |",

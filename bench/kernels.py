@@ -17,7 +17,7 @@ metadata + activations + outputs, each moved once, over the time, as a fraction 
 
 The full numbers go to the JSON file (--out); a markdown table is printed last.
 """
-import argparse, json, math, os, platform, statistics, subprocess, sys, time
+import argparse, json, math, os, statistics, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,28 +39,6 @@ def parse_args(argv=None):
     p.add_argument('--reps', type=int, default=15, help='timed graph replays per measurement')
     p.add_argument('--budget', type=float, default=420., help='seconds; tuning stops at 60%%, measuring at 100%%')
     return p.parse_args(argv)
-
-
-def env_info(torch, dev):
-    info = dict(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
-                host=platform.node(), time=time.strftime('%Y-%m-%d %H:%M:%S'))
-    try:
-        import triton
-        info['triton'] = triton.__version__
-    except ImportError:
-        info['triton'] = None
-    if dev.type == 'cuda':
-        pr = torch.cuda.get_device_properties(dev)
-        info.update(device=pr.name, sms=pr.multi_processor_count, memory_gib=round(pr.total_memory / 2**30, 1),
-                    l2_bytes=getattr(pr, 'L2_cache_size', None), capability=f"{pr.major}.{pr.minor}")
-        try:
-            info['driver'] = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
-                                            capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
-        except Exception as e:
-            info['driver'] = f'n/a ({type(e).__name__})'
-    else:
-        info.update(device=f'cpu ({platform.processor() or platform.machine()}), Triton interpreter', driver='n/a')
-    return info
 
 
 class Timer:
@@ -165,6 +143,7 @@ def main(argv=None):
     import torch
     import torch.nn.functional as F
     from tenpak import kernel as TK
+    from tenpak.log import environment
 
     t_start = time.perf_counter()
     elapsed = lambda: time.perf_counter() - t_start
@@ -181,8 +160,8 @@ def main(argv=None):
     timer = Timer(torch, dev, graph=not args.no_graph and dev.type == 'cuda', reps=args.reps)
     tune_kw = dict(warmup_ms=5, rep_ms=20)
 
-    info = env_info(torch, dev)
-    log('device:', info.get('device'), '| driver', info.get('driver'), '| torch', info['torch'], '| triton', info['triton'])
+    info = environment(dev)
+    log('device:', info.get('gpu', info.get('device')), '| driver', info.get('driver'), '| torch', info.get('torch'), '| triton', info.get('triton'))
     copy_bw = copy_bandwidth(torch, dev, 2 * 2**30 if dev.type == 'cuda' else 2**26)
     log(f"device copy bandwidth {copy_bw / 1e12:.3f} TB/s (read + write)")
     l2 = info.get('l2_bytes') or 50 * 2**20
@@ -329,7 +308,7 @@ def table(res) -> str:
         if bw: s += f" {100 * m['frac_of_copy_bw']:.0f}%"
         return s
     env = res['env']
-    lines = [f"\n{env.get('device')} | driver {env.get('driver')} | torch {env.get('torch')} | triton {env.get('triton')} | "
+    lines = [f"\n{env.get('gpu', env.get('device'))} | driver {env.get('driver')} | torch {env.get('torch')} | triton {env.get('triton')} | "
              f"copy {res['copy_bandwidth_Bps'] / 1e12:.2f} TB/s | g{res['group_size']} | "
              f"{'CUDA graphs' if res['graph'] else 'eager'} | us per call (speedup vs fp16) [% of copy BW]\n",
              "| N x K | M | fp16 cuBLAS | tinygemm int4 | TenPak dense | TenPak 2:4 | TenPak 3:4 |",

@@ -25,37 +25,25 @@ compression stage; `--calib 32 --awq-grid 20 --mode default` measures the recipe
 `--deadline` seconds are skipped (recorded as such) so the summary always prints.
 """
 from __future__ import annotations
-import argparse, dataclasses, gc, json, os, platform, shutil, sys, tempfile, time, traceback
+import argparse, gc, json, os, shutil, sys, tempfile, time, traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch
-from tenpak.core import Recipe, Rule, find_linears, get_arch, get_blocks, get_module
+from tenpak.zoo import random_model
+from tenpak.recipe import BUILTINS
 from tenpak.eval import perplexity
 from tenpak.fisher import fisher_diag
 from tenpak.plan import build_plan
 from tenpak.accounting import model_bits
+from tenpak.log import environment
 from tenpak.apply import compress_model
 from tenpak.stream import Stages, fisher_diag_streaming, perplexity_streaming, memory_high_water, GiB
 
 TARGETS = dict(v22_minutes=10.0, gpu_gb_default=60.0, gpu_gb_streaming=24.0, ref_tok_s=25_000)
 NOTE = 'random weights (std 0.02) and random token windows: no real weights or text exist here; PPL is a consistency check only'
-
-
-def v22_recipe() -> tuple[Recipe, str]:
-    "The built-in v22 recipe (an inline copy while `tenpak.recipe` is not exported)."
-    try:
-        from tenpak.recipe import BUILTINS
-        return BUILTINS['v22'], 'tenpak.recipe.BUILTINS'
-    except ImportError:   # TODO(lead): remove once tenpak.recipe is exported; mirrors _seed('v22', ...) of nbs/14_recipe
-        attn, mlp = ['q_proj', 'k_proj', 'v_proj', 'o_proj'], ['gate_proj', 'up_proj', 'down_proj']
-        rules = [dict(match=attn, group_range=[64, 384]), dict(match=mlp, group_range=[512, 4096]),
-                 dict(match=mlp, sparsity='3:4', sparsity_frac=0.25)]
-        return Recipe(name='v22', strategy='Selective 3:4 on the 25% least Fisher-sensitive MLP Linears (v16 groups)', awq=True,
-                      defaults=dict(bits=4, group_size=128, outlier_frac=0.005), rules=[Rule.from_dict(r) for r in rules],
-                      allocation='fisher'), 'inline copy (tenpak.recipe not importable)'
 
 
 def config(smoke: bool):
@@ -66,82 +54,10 @@ def config(smoke: bool):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
 
 
-@torch.no_grad()
-def build_model(cfg, home, init_device, dtype, seed: int):
-    "A random model: built on the meta device, then piece by piece materialised on `init_device`, initialised (seeded) and moved `home`."
-    from transformers import MistralForCausalLM
-    with torch.device('meta'): model = MistralForCausalLM(cfg).to(dtype)
-    arch = get_arch(model)
-    pieces = [get_module(model, arch.embed), *get_blocks(model), get_module(model, arch.final_norm), model.get_output_embeddings()]
-    seen = set()
-    for k, piece in enumerate(pieces):
-        if all(id(p) in seen for p in piece.parameters()): continue      # tied head
-        piece.to_empty(device=init_device)
-        g = torch.Generator(device=init_device).manual_seed(seed * 100_003 + k)   # same weights whatever `home` is
-        for n, p in piece.named_parameters():
-            seen.add(id(p))
-            if p.ndim >= 2: p.normal_(0.0, cfg.initializer_range, generator=g)
-            elif n.endswith('bias'): p.zero_()
-            else: p.fill_(1.0)                                                   # norm weights
-        piece.to(home)
-    if getattr(cfg, 'tie_word_embeddings', False): model.tie_weights()
-    rot = model.model.rotary_emb                                                 # non-persistent buffers: rebuild
-    with torch.device('cpu'): model.model.rotary_emb = type(rot)(config=cfg)
-    model.model.rotary_emb.to(home)
-    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
-    if left: raise RuntimeError(f"not materialised: {left[:3]}")
-    return model.eval()
-
-
-def _move(c, device):
-    "A packed part (`compress.Compressed`) on `device`, without its dense reconstruction (packing does not read it)."
-    t = lambda x: None if x is None else x.to(device)
-    q = None if c.q is None else dataclasses.replace(c.q, codes=t(c.q.codes), scales=t(c.q.scales), zeros=t(c.q.zeros))
-    o = None if c.outliers is None else dataclasses.replace(c.outliers, crow=t(c.outliers.crow), col=t(c.outliers.col), val=t(c.outliers.val))
-    return dataclasses.replace(c, q=q, mask=t(c.mask), outliers=o, w_hat=None)
-
-
-class _CpuParts(dict):
-    "Stores each part on the CPU without `w_hat` (kept whole on the GPU, 7B parts would take ~36 GB of it)."
-    def __setitem__(self, k, c): super().__setitem__(k, _move(c, 'cpu'))
-
-
-class _OnDevice(dict):
-    "Hands packing one part at a time on `device` (packing on the GPU is much faster than on 16 CPU cores)."
-    def __init__(self, parts, device): super().__init__(parts); self.device = device
-    def __getitem__(self, k): return _move(super().__getitem__(k), self.device)
-
-
-def _slim_parts_shim():
-    "TODO(lead): drop once apply keeps parts on the CPU without w_hat; until then compress_model's result class is swapped."
-    import tenpak.apply as A
-    if getattr(A.Applied, '_cpu_parts', False): return
-    @dataclasses.dataclass
-    class Applied(A.Applied):
-        parts: dict = dataclasses.field(default_factory=_CpuParts)
-        _cpu_parts = True
-    A.Applied = Applied
-
-
 def safetensors_sizes(path: Path) -> tuple[int, int]:
     "(file bytes, JSON header bytes incl. its 8-byte length) of a safetensors file."
     with open(path, 'rb') as f: n = int.from_bytes(f.read(8), 'little')
     return path.stat().st_size, n + 8
-
-
-def env_info(device) -> dict:
-    import transformers
-    try:
-        import triton; tv = triton.__version__
-    except ImportError: tv = None
-    d = dict(python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__, triton=tv,
-             cpu_count=os.cpu_count(), device=str(device))
-    if torch.device(device).type == 'cuda':
-        p = torch.cuda.get_device_properties(device)
-        d.update(gpu=p.name, gpu_total_gib=round(p.total_memory / GiB, 2), cuda=torch.version.cuda)
-    try: d['ram_gib'] = round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GiB, 1)
-    except (ValueError, OSError): pass
-    return d
 
 
 def run_mode(mode: str, args, cfg, data: dict, device, rec: dict, save, deadline: float) -> None:
@@ -178,7 +94,7 @@ def run_mode(mode: str, args, cfg, data: dict, device, rec: dict, save, deadline
                       tok_s=round(p.windows * p.seqlen / p.seconds, 1))
 
     def build():
-        ctx['model'] = build_model(cfg, home, device, data['dtype'], args.seed)
+        ctx['model'] = random_model(cfg, home=home, init_device=device, dtype=data['dtype'], seed=args.seed)
         r['params'] = sum(p.numel() for p in ctx['model'].parameters())
         r['attn_implementation'] = getattr(ctx['model'].config, '_attn_implementation', None)
 
@@ -195,7 +111,6 @@ def run_mode(mode: str, args, cfg, data: dict, device, rec: dict, save, deadline
         r['plan'] = {n: lp.describe() for n, lp in ctx['plan']}
 
     def compress():
-        _slim_parts_shim()
         p = ctx['plan']
         ctx['applied'] = compress_model(ctx['model'], p, calib=data['calib'], fisher=ctx['fisher'], awq=any(lp.awq for _, lp in p),
                                         awq_grid=args.awq_grid, batch_size=args.calib_batch, device=device, offload='cpu',
@@ -210,7 +125,7 @@ def run_mode(mode: str, args, cfg, data: dict, device, rec: dict, save, deadline
         acct = (mb.linear_bits + mb.other_bits) / 8
         root = Path(tempfile.mkdtemp(prefix='tenpak-scale-', dir=args.pack_dir))
         try:
-            d = save_packed(model, p, _OnDevice(a.parts, device), root / 'packed')
+            d = save_packed(model, p, a.parts, root / 'packed', device=device)
             size, header = safetensors_sizes(d / 'model.safetensors')
             folder = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
             r['pack'] = dict(file_bytes=size, header_bytes=header, tensor_bytes=size - header, folder_bytes=folder,
@@ -319,13 +234,13 @@ def main(argv=None):
     if device.type != 'cuda' and not sm: sys.exit("scale_7b.py needs a GPU for the 7B model (use --smoke to check it on the CPU)")
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     cfg = config(sm)
-    recipe, rsrc = v22_recipe()
+    recipe, rsrc = BUILTINS['v22'], 'tenpak.recipe.BUILTINS'
     g = torch.Generator().manual_seed(args.seed + 1)
     n = args.calib + args.fisher + args.eval_windows
     toks = torch.randint(0, cfg.vocab_size, (n, args.seqlen), generator=g)    # disjoint rows: calib | fisher | eval
     data = dict(calib=toks[:args.calib], fisher=toks[args.calib: args.calib + args.fisher], eval=toks[args.calib + args.fisher:],
                 recipe=recipe, dtype=torch.bfloat16 if args.dtype == 'bf16' else torch.float16)
-    rec = dict(script='scripts/scale_7b.py', note=NOTE, smoke=sm, args=vars(args), env=env_info(device),
+    rec = dict(script='scripts/scale_7b.py', note=NOTE, smoke=sm, args=vars(args), env=environment(device),
                model=dict(config='MistralConfig()' if not sm else 'tiny MistralConfig (smoke)', hidden=cfg.hidden_size,
                           layers=cfg.num_hidden_layers, intermediate=cfg.intermediate_size, vocab=cfg.vocab_size, dtype=args.dtype),
                recipe=recipe.to_dict(), recipe_source=rsrc,
