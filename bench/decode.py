@@ -29,7 +29,7 @@ the decode steps. The fp16 model's tokens are only informative (quantization cha
 
 The full numbers go to the JSON file (--out), rewritten after every stage; a markdown table is printed last.
 """
-import argparse, gc, inspect, json, os, statistics, sys, time, traceback
+import argparse, gc, inspect, json, statistics, sys, time, traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ compression stage; `--calib 32 --awq-grid 20 --mode default` measures the recipe
 `--deadline` seconds are skipped (recorded as such) so the summary always prints.
 """
 from __future__ import annotations
-import argparse, gc, json, os, shutil, sys, tempfile, time, traceback
+import argparse, gc, json, shutil, sys, tempfile, time, traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
