@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# All GPU measurements of issues 4 and 5 in as few device calls as a 15-minute device session allows.
+#
+#   OUT=/some/dir bash scripts/gpu_session.sh kernels   # bench/kernels.py then bench/decode.py     (~7 min)
+#   OUT=/some/dir bash scripts/gpu_session.sh scale     # scripts/scale_7b.py --mode both          (~6 min)
+#   OUT=/some/dir bash scripts/gpu_session.sh all       # both parts: needs a 10-minute call per part
+#   SMOKE=1 OUT=/tmp/s bash scripts/gpu_session.sh all  # CPU check of this wrapper (each script's --smoke mode)
+#
+# Each part fits one device call (10-minute cap): every script has its own time budget, so it stops early and
+# still writes its JSON, and `timeout` backs that up. Everything lands in $OUT (JSON per script, a log per part,
+# nvidia-smi and versions); commit those files under results/ with the markdown tables the scripts print last.
+# Needs only what the GPU image has (torch, triton, transformers, safetensors, accelerate, tqdm, pyyaml).
+set -uo pipefail
+part=${1:-kernels}
+: "${OUT:?set OUT to the output folder}"
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 TRITON_DEFAULT_FP_FUSION=1 TOKENIZERS_PARALLELISM=false
+{ nvidia-smi || true; python -c "import sys, torch, triton, transformers; print('python', sys.version.split()[0], '| torch', torch.__version__, '| triton', triton.__version__, '| transformers', transformers.__version__)"; } > "$OUT/env_$part.txt" 2>&1
+smoke=${SMOKE:+--smoke}
+run() { local limit=$1; shift; echo "== $* $smoke (limit ${limit}s)"; timeout --kill-after=10 "$limit" "$@" $smoke; echo "== exit $?"; }
+case $part in
+  kernels|all)
+    run 330 python bench/kernels.py --out "$OUT/kernel_bench.json" --budget 270 2>&1 | tee "$OUT/kernels.log"
+    run 240 python bench/decode.py --out "$OUT/decode_bench.json" --budget 200 2>&1 | tee "$OUT/decode.log" ;;&
+  scale|all)
+    run 420 python scripts/scale_7b.py --out "$OUT" --mode both --deadline 360 2>&1 | tee "$OUT/scale.log" ;;
+  kernels) ;;
+  *) echo "usage: OUT=dir bash scripts/gpu_session.sh kernels|scale|all" >&2; exit 2 ;;
+esac
