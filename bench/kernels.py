@@ -294,9 +294,15 @@ def main(argv=None):
         if dev.type == 'cuda': torch.cuda.empty_cache()
 
     res['elapsed_s'] = elapsed()
+    bad = {f"{shape} {k}": c for shape, cs in res['checks'].items() for k, c in cs.items()
+           if not k.startswith('tinygemm') and ('error' in c or c['rel_err'] > 2e-2)}
+    res['failed_checks'] = bad
     save()
     log(f"wrote {out}")
     print(table(res))
+    if bad:                                                    # numbers are still written; the run is not a pass
+        print(f"\nFAILED correctness checks: {json.dumps(bad, default=str)[:2000]}", flush=True)
+        sys.exit(1)
 
 
 def table(res) -> str:

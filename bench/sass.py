@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Static look at TenPak's Triton kernels as an H100 would run them, on a machine without a GPU.
 
-    python bench/sass.py [--out results/kernel_sass.md] [--arch 90]
+    python bench/sass.py [--out results/kernel_sass.md] [--arch 90] [--batches 1,16,64] [--no-json] [--smoke]
 
 For each Mistral-7B Linear shape, batch 1 / 16 / 64 and dense / 2:4 / 3:4 INT4 (g=128), the kernel that
 `int4_linear` would launch with its default tiling is compiled ahead of time for sm_90 (`tenpak.kernel.compile_kernel`,
@@ -29,6 +29,8 @@ def main(argv=None):
     p.add_argument('--arch', type=int, default=90)
     p.add_argument('--batches', default='1,16,64')
     p.add_argument('--group-size', type=int, default=128)
+    p.add_argument('--no-json', action='store_true', help='write the markdown report only')
+    p.add_argument('--smoke', action='store_true', help='one shape at batch 1 (checks the script)')
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')
     import torch, triton
@@ -36,8 +38,8 @@ def main(argv=None):
     from kernels import layer_bytes
 
     g, rows, t0 = args.group_size, [], time.perf_counter()
-    for N, K in SHAPES:
-        for M in map(int, args.batches.split(',')):
+    for N, K in SHAPES[:1] if args.smoke else SHAPES:
+        for M in [1] if args.smoke else map(int, args.batches.split(',')):
             for method, keep in (('dense', 4), ('2:4', 2), ('3:4', 3)):
                 cfg = default_config(M, N, K, keep, H100['sms'])
                 st = sass_stats(compile_kernel(M, N, K, keep, g, torch.float16, config=cfg, arch=args.arch))
@@ -59,7 +61,7 @@ def main(argv=None):
                compile_seconds=round(time.perf_counter() - t0, 1))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.json').write_text(json.dumps(dict(env=env, rows=rows), indent=1))
+    if not args.no_json: out.with_suffix('.json').write_text(json.dumps(dict(env=env, rows=rows), indent=1))
     lines = [f"# Kernel machine code, sm_{args.arch} (static: compiled without a GPU)", "",
              f"`python bench/sass.py` on a CPU machine; torch {env['torch']}, Triton {env['triton']}. "
              f"Issue and DRAM bounds are models on {H100['name']} spec figures ({H100['sms']} SMs, "
