@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # All GPU measurements of issues 4 and 5 in as few device calls as a 15-minute device session allows.
 #
-#   OUT=/some/dir bash scripts/gpu_session.sh kernels   # bench/sass.py, bench/kernels.py, bench/decode.py (~7 min)
-#   OUT=/some/dir bash scripts/gpu_session.sh scale     # scripts/scale_7b.py --mode both          (~6 min)
-#   OUT=/some/dir bash scripts/gpu_session.sh all       # both parts: needs a 10-minute call per part
+#   OUT=/some/dir bash scripts/gpu_session.sh kernels   # bench/sass.py, bench/kernels.py, bench/decode.py (<= 520 s)
+#   OUT=/some/dir bash scripts/gpu_session.sh scale     # scripts/scale_7b.py --mode both                 (<= 330 s)
+#   OUT=/some/dir bash scripts/gpu_session.sh all       # both parts in one go (longer than one 10-minute device call)
 #   SMOKE=1 OUT=/tmp/s bash scripts/gpu_session.sh all  # CPU check of this wrapper (each script's --smoke mode)
 #
-# Each part fits one device call (10-minute cap): every script has its own time budget, so it stops early and
-# still writes its JSON, and `timeout` backs that up. Everything lands in $OUT (JSON per script, session.log,
-# nvidia-smi and versions, and bench/sass.py's static report for the Triton version installed there); commit those files under results/ with the markdown tables the scripts print last.
+# Each part fits one device call (10-minute cap; run it with timeout_s 600). With a machine start of 1-2 minutes
+# both parts just fit one 15-minute device session: run `kernels` first, and `scale` only if at least 6 minutes
+# of device time are left. Every script has its own time budget, so it stops early and
+# still writes its JSON, and `timeout` backs that up. Everything lands in $OUT: JSON per script, session.log,
+# nvidia-smi and versions, and bench/sass.py's static report for the Triton installed there. Commit those files
+# under results/ with the markdown tables the scripts print last.
 # Needs only what the GPU image has (torch, triton, transformers, safetensors, accelerate, tqdm, pyyaml).
 set -uo pipefail
 part=${1:-kernels}
@@ -21,11 +24,11 @@ smoke=${SMOKE:+--smoke}
 run() { local limit=$1; shift; echo "== $* $smoke (limit ${limit}s)"; timeout --kill-after=10 "$limit" "$@" $smoke; echo "== exit $?"; }
 case $part in
   kernels|all)
-    run 90 python bench/sass.py --out "$OUT/kernel_sass.md" --batches 1,16 --no-json 2>&1 | tee -a "$OUT/session.log"
-    run 330 python bench/kernels.py --out "$OUT/kernel_bench.json" --budget 270 2>&1 | tee -a "$OUT/session.log"
-    run 240 python bench/decode.py --out "$OUT/decode_bench.json" --budget 200 2>&1 | tee -a "$OUT/session.log" ;;&
+    run 60 python bench/sass.py --out "$OUT/kernel_sass.md" --batches 1,16 --no-json 2>&1 | tee -a "$OUT/session.log"
+    run 260 python bench/kernels.py --out "$OUT/kernel_bench.json" --budget 220 2>&1 | tee -a "$OUT/session.log"
+    run 200 python bench/decode.py --out "$OUT/decode_bench.json" --budget 170 2>&1 | tee -a "$OUT/session.log" ;;&
   scale|all)
-    run 420 python scripts/scale_7b.py --out "$OUT" --mode both --deadline 360 2>&1 | tee -a "$OUT/session.log" ;;
+    run 330 python scripts/scale_7b.py --out "$OUT" --mode both --deadline 270 2>&1 | tee -a "$OUT/session.log" ;;
   kernels) ;;
   *) echo "usage: OUT=dir bash scripts/gpu_session.sh kernels|scale|all" >&2; exit 2 ;;
 esac
