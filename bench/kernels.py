@@ -293,6 +293,30 @@ def main(argv=None):
         del layers, W16, xs
         if dev.type == 'cuda': torch.cuda.empty_cache()
 
+    # --- static profile of the batch-1 kernels that were timed: registers, occupancy, issue vs DRAM bound ---
+    # (bench/sass.py in a fresh process: this one's Triton may be the interpreter)
+    try:
+        import subprocess, tempfile
+        props = torch.cuda.get_device_properties(dev) if dev.type == 'cuda' else None
+        clock = getattr(props, 'clock_rate', 0) * 1e3 or 1.755e9                   # kHz when torch reports it
+        todo = [(row, name, m) for row in res['rows'] if row['M'] == min(batches)
+                for name, m in row['methods'].items() if name in NM and m.get('median_us')]
+        jobs = [dict(M=row['M'], N=row['N'], K=row['K'], keep=TK.nm_keep(NM[name]), g=g, cfg=m['config'],
+                     dram_us=m['bytes'] / copy_bw * 1e6, sms=TK.num_sms(dev), clock_hz=clock) for row, name, m in todo]
+        with tempfile.NamedTemporaryFile('w', suffix='.json') as f:
+            json.dump(jobs, f); f.flush()
+            env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+            r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'sass.py'), '--jobs', f.name], capture_output=True,
+                               text=True, env=env, timeout=300)
+        if r.returncode: raise RuntimeError(r.stderr[-300:])
+        for (row, name, m), p in zip(todo, json.loads(r.stdout.strip().splitlines()[-1])):
+            if isinstance(p, dict): p.pop('loop_ops', None)
+            m['profile'] = p
+        res['profile_clock_hz'] = clock
+        log(f"static profile of {len(todo)} kernels")
+    except Exception as e:
+        res['profile_error'] = f"{type(e).__name__}: {str(e)[:300]}"
+        log(f"static profile failed: {res['profile_error']}")
     res['elapsed_s'] = elapsed()
     bad = {f"{shape} {k}": c for shape, cs in res['checks'].items() for k, c in cs.items()
            if not k.startswith('tinygemm') and ('error' in c or c['rel_err'] > 2e-2)}
@@ -324,6 +348,17 @@ def table(res) -> str:
         lines.append(f"| {r['N']}x{r['K']} | {r['M']} | {cell(m.get('fp16'))} | {cell(m.get('tinygemm'))} | "
                      f"{cell(m.get('dense'), True)} | {cell(m.get('2:4'), True)} | {cell(m.get('3:4'), True)} |")
     if res.get('skipped'): lines.append(f"\nskipped: {', '.join(res['skipped'])}")
+    prof = [(r, k, m) for r in res['rows'] for k, m in r['methods'].items() if isinstance(m.get('profile'), dict)]
+    if prof:
+        lines += ["\nTenPak kernels at batch 1 against their lower bounds (bench/sass.py's model at the device's SM count and "
+                  "clock; DRAM bound at the measured copy bandwidth):\n",
+                  "| N x K | kernel | us | DRAM bound us | issue bound us | instr / code | regs | warps / SM | time / max(bounds) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r, k, m in prof:
+            p = m['profile']
+            lines.append(f"| {r['N']}x{r['K']} | {k} | {m['median_us']:.1f} | {p['dram_bound_us']:.1f} | {p['issue_bound_us']:.1f} | "
+                         f"{p['instr_per_code']} | {p['regs']} | {p['warps_per_sm']} | "
+                         f"{m['median_us'] / max(p['dram_bound_us'], p['issue_bound_us']):.2f} |")
     return '\n'.join(lines)
 
 
