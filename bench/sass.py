@@ -42,7 +42,8 @@ def static_profile(M, N, K, keep, g, cfg, dram_us, arch=90, sms=H100['sms'], clo
     issue_us = N * K * keep / 4 * tiles_m * per_code / 32 / (sms * 4 * clock_hz) * 1e6
     return dict(regs=st['regs'], spill_bytes=st['spill_bytes'], shared=st['shared'],
                 warps_per_sm=occupancy_warps(st['regs'], cfg.num_warps, st['shared']),
-                loop_instructions=st['loop_instructions'], instr_per_code=round(per_code, 2),
+                loop_instructions=st['loop_instructions'], loop_barriers=st['loop_ops'].get('BAR', 0),
+                instr_per_code=round(per_code, 2),
                 issue_bound_us=round(issue_us, 2), dram_bound_us=round(dram_us, 2), loop_ops=st['loop_ops'])
 
 
@@ -90,12 +91,13 @@ def main(argv=None):
              f"Issue and DRAM bounds are models on {H100['name']} spec figures ({H100['sms']} SMs, "
              f"{H100['clock_hz'] / 1e9:.3f} GHz, {H100['dram_bytes_s'] / 1e12:.2f} TB/s): they bound the time from "
              "below and say which resource limits the kernel; only a GPU run measures it.", "",
-             "| shape (N x K) | batch | pattern | path | regs | spills | warps / SM | loop instr / code | issue bound us | DRAM bound us | bound by |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| shape (N x K) | batch | pattern | path | regs | spills | warps / SM | barriers / step | loop instr / code | issue bound us | DRAM bound us | bound by |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lim = 'issue' if r['issue_bound_us'] > r['dram_bound_us'] else 'DRAM'
         lines.append(f"| {r['shape']} | {r['M']} | {r['method']} | {r['path']} | {r['regs']} | {r['spill_bytes']} | "
-                     f"{r['warps_per_sm']} | {r['instr_per_code']} | {r['issue_bound_us']} | {r['dram_bound_us']} | {lim} |")
+                     f"{r['warps_per_sm']} | {r['loop_barriers']} | {r['instr_per_code']} | {r['issue_bound_us']} | "
+                     f"{r['dram_bound_us']} | {lim} |")
     out.write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
