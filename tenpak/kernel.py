@@ -779,6 +779,7 @@ def _locks(device, n: int) -> torch.Tensor:
         buf = _LOCKS[key] = torch.zeros(max(n, 4096), dtype=torch.int32, device=device)
     return buf
 
+@functools.lru_cache(maxsize=4096)               # pure in its arguments; read-only for the callers
 def _launch_spec(M: int, N: int, K: int, keep: int, g: int, cfg: KernelConfig, has_bias: bool,
                  stride_xm: int, stride_ym: int, dot_f32: bool = False) -> dict:
     "What one launch needs besides its tensors: kernel, grid, split, output tiles, runtime ints and constexprs."
@@ -839,15 +840,20 @@ def _backend(backend: str, x: torch.Tensor, keep: int, g: int, K: int) -> str:
     return 'triton'
 
 def int4_linear(x, qweight, scales, zeros, group_size: int, K: int, nm=None, meta=None, bias=None,
-                backend: str = 'auto', outliers=None, config: KernelConfig | None = None) -> torch.Tensor:
+                backend: str = 'auto', outliers=None, config: KernelConfig | None = None,
+                check: bool = True,              # False: the packed tensors are known valid (PackedLinear checks once)
+               ) -> torch.Tensor:
     "y = x @ W.T (+ bias) (+ outliers) for a packed INT4 (dense / 2:4 / 3:4) weight. x [..., K] -> [..., N]."
-    N, keep = check_packed(qweight, scales, zeros, group_size, K, nm, meta)
+    if check: N, keep = check_packed(qweight, scales, zeros, group_size, K, nm, meta)
+    else: N, keep = qweight.shape[1], nm_keep(nm)
     _check_x(x, K)
     if _backend(backend, x, keep, group_size, K) == 'torch':
         return ref_linear(x, qweight, scales, zeros, group_size, K, nm, meta, bias, outliers)
-    for name, t in (('qweight', qweight), ('scales', scales), ('zeros', zeros), ('meta', meta), ('bias', bias)):
-        if t is not None and t.device != x.device: raise TenPakError(f"{name} is on {t.device} but x is on {x.device}")
-    if bias is not None and tuple(bias.shape) != (N,): raise TenPakError(f"bias must have shape ({N},), got {tuple(bias.shape)}")
+    if check:
+        for name, t in (('qweight', qweight), ('scales', scales), ('zeros', zeros), ('meta', meta), ('bias', bias)):
+            if t is not None and t.device != x.device: raise TenPakError(f"{name} is on {t.device} but x is on {x.device}")
+        if bias is not None and tuple(bias.shape) != (N,): raise TenPakError(f"bias must have shape ({N},), got {tuple(bias.shape)}")
+    elif qweight.device != x.device: raise TenPakError(f"the packed weight is on {qweight.device} but x is on {x.device}")
     x2 = x.reshape(-1, K).contiguous()
     M = x2.shape[0]
     cfg = config or _TUNED.get(_tune_key(M, N, K, keep, group_size, x.dtype, x.device)) \

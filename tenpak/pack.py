@@ -69,6 +69,11 @@ class PackedLinear(nn.Module):
         if plan.sym: self.register_buffer('zeros', torch.full_like(self.scales, 2 ** (plan.bits - 1)))
         for k in ('meta', 'crow', 'col', 'val', 'bias', 'qweight', 'qbits'):
             if not hasattr(self, k): setattr(self, k, None)
+        if self.bits == 4:            # once here, so that forward can skip the checks (int4_linear(check=False))
+            K.check_packed(self.qweight, self.scales, self.zeros, self.group_size, in_features,
+                           self.nm[0] if self.nm else None, self.meta)
+            if self.bias is not None and tuple(self.bias.shape) != (out_features,):
+                raise TenPakError(f"bias must have shape ({out_features},), got {tuple(self.bias.shape)}")
 
     def extra_repr(self): return f"in={self.in_features}, out={self.out_features}, {self.plan.describe()}"
 
@@ -109,7 +114,7 @@ class PackedLinear(nn.Module):
     def forward(self, x):
         if self.bits != 4: return F.linear(x, self.dequantize(x.dtype), self.bias)
         y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
-                          nm=self.nm[0] if self.nm else None, meta=self.meta, bias=self.bias)
+                          nm=self.nm[0] if self.nm else None, meta=self.meta, bias=self.bias, check=False)
         if self.crow is not None:
             x2 = x.reshape(-1, self.in_features)
             o = self._outliers()
