@@ -5,8 +5,9 @@
 
 For each Mistral-7B Linear shape, batch 1 / 16 / 64 and dense / 2:4 / 3:4 INT4 (g=128), the kernel that
 `int4_linear` would launch with its default tiling is compiled ahead of time for sm_90 (`tenpak.kernel.compile_kernel`,
-Triton's bundled ptxas) and its machine code read (`sass_stats`): registers, spill bytes, and the instructions of
-the main loop per weight code each thread handles.
+Triton's bundled ptxas) and its machine code read (`sass_stats`): registers, spill bytes, resident warps per SM,
+barriers per main-loop step (shared-memory round trips), and the main loop's instructions per weight code each thread
+handles. `--jobs FILE` profiles given configurations instead (used by `bench/kernels.py` for its tuned kernels).
 
 Two lower bounds on the time of one call then follow, both models, not measurements:
 - issue bound: warp instructions of the main loops / (SMs x 4 schedulers x clock), i.e. every scheduler issuing
