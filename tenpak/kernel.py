@@ -858,7 +858,6 @@ def int4_linear(x, qweight, scales, zeros, group_size: int, K: int, nm=None, met
     M = x2.shape[0]
     cfg = config or _TUNED.get(_tune_key(M, N, K, keep, group_size, x.dtype, x.device)) \
           or default_config(M, N, K, keep, num_sms(x.device))
-    if cfg.path == 'gemm' and not cfg.block_m: cfg = replace(cfg, block_m=16)
     y = _launch(x2, qweight.contiguous(), scales.contiguous(), zeros.contiguous(), group_size, K, keep,
                 None if meta is None else meta.contiguous(), bias, cfg)
     if outliers is not None: y = y + csr_matmul(x2, *outliers, N)
@@ -908,7 +907,6 @@ def compile_kernel(M: int, N: int, K: int, keep: int = 4, group_size: int = 128,
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     cfg = config or default_config(M, N, K, keep, sms)
-    if cfg.path == 'gemm' and not cfg.block_m: cfg = replace(cfg, block_m=16)
     sp = _launch_spec(M, N, K, keep, group_size, cfg, bias, K, N)
     fn = _kernels()[sp['kernel']]
     ptr = dict(zip(_PTR, ['*' + _TT[dtype], '*i32', '*' + _TT[dtype], '*' + _TT[dtype], '*i32', '*' + _TT[dtype],

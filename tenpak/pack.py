@@ -59,8 +59,10 @@ def pack_linear(name: str, c: Compressed, bias: torch.Tensor | None = None, devi
 # %% ../nbs/14_pack.ipynb #8ffed44a
 class PackedLinear(nn.Module):
     "A Linear whose weight is stored packed (INT2/3/4/8, optional N:M and CSR outliers)."
-    def __init__(self, in_features: int, out_features: int, plan: LayerPlan, tensors: dict[str, torch.Tensor], dtype=torch.float16):
+    def __init__(self, in_features: int, out_features: int, plan: LayerPlan, tensors: dict[str, torch.Tensor], dtype=torch.float16,
+                 name: str = 'PackedLinear'):
         super().__init__()
+        _check_parts(name, plan, out_features, in_features, tensors)   # once here: forward skips the checks
         self.in_features, self.out_features, self.plan = in_features, out_features, plan
         self.bits, self.group_size, self.nm = plan.bits, plan.group_size, plan.sparsity
         for k, v in tensors.items():
@@ -69,11 +71,6 @@ class PackedLinear(nn.Module):
         if plan.sym: self.register_buffer('zeros', torch.full_like(self.scales, 2 ** (plan.bits - 1)))
         for k in ('meta', 'crow', 'col', 'val', 'bias', 'qweight', 'qbits'):
             if not hasattr(self, k): setattr(self, k, None)
-        if self.bits == 4:            # once here, so that forward can skip the checks (int4_linear(check=False))
-            K.check_packed(self.qweight, self.scales, self.zeros, self.group_size, in_features,
-                           self.nm[0] if self.nm else None, self.meta)
-            if self.bias is not None and tuple(self.bias.shape) != (out_features,):
-                raise TenPakError(f"bias must have shape ({out_features},), got {tuple(self.bias.shape)}")
 
     def extra_repr(self): return f"in={self.in_features}, out={self.out_features}, {self.plan.describe()}"
 
@@ -82,8 +79,7 @@ class PackedLinear(nn.Module):
         "Build from checkpoint tensors named `name.qweight`, `name.scales`, ..., validating them against `plan` and `(N, K)`."
         own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + '.')}
         N, Kin = shape
-        _check_parts(name, plan, N, Kin, own)
-        return cls(Kin, N, plan, own, dtype)
+        return cls(Kin, N, plan, own, dtype, name)
 
     def codes(self) -> torch.Tensor:
         "Dense `(N, K)` codes (zeros where pruned) and the kept mask."
@@ -215,3 +211,4 @@ def _check_parts(n, lp, N, Kin, own):
     for k, (dt, shape) in want.items():
         if k not in own: raise TenPakError(f"checkpoint lacks {n}.{k}")
         if own[k].dtype != dt or tuple(own[k].shape) != shape: raise TenPakError(f"{n}.{k} has {own[k].dtype} {tuple(own[k].shape)}, expected {dt} {shape}")
+    if 'bias' in own and tuple(own['bias'].shape) != (N,): raise TenPakError(f"{n}.bias must have shape ({N},), got {tuple(own['bias'].shape)}")
