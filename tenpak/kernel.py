@@ -786,7 +786,7 @@ def _launch_spec(M: int, N: int, K: int, keep: int, g: int, cfg: KernelConfig, h
     const = dict(KEEP=keep, HAS_BIAS=has_bias)
     if cfg.path == 'gemv':
         if M > GEMV_MAX_M: raise TenPakError(f"the gemv path takes at most {GEMV_MAX_M} rows, got M={M}")
-        U = K * keep // 32 // (3 if keep == 3 else 1)                              # units: rows (triples for 3:4)
+        U = gemv_units(K, keep)                                                   # units: rows (triples for 3:4)
         RG = g * keep // 32                                                       # packed rows per scale group
         grid_n, tiles = _cdiv(N, cfg.block_n), _cdiv(U, cfg.block_k)
         split = min(cfg.split_k, _p2floor(tiles))
