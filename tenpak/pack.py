@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from .core import TenPakError, LayerPlan, Plan, find_linears, rebuild_meta_buffers
 from .outliers import CSR
-from .quant import pack_bits, unpack_bits
+from .quant import group_count, pack_bits, unpack_bits
 from .compress import Compressed
 from . import kernel as K
 
@@ -64,7 +64,8 @@ class PackedLinear(nn.Module):
         super().__init__()
         _check_parts(name, plan, out_features, in_features, tensors)   # once here: forward skips the checks
         self.in_features, self.out_features, self.plan = in_features, out_features, plan
-        self.bits, self.group_size, self.nm = plan.bits, plan.group_size, plan.sparsity
+        self.bits, self.nm = plan.bits, plan.sparsity
+        self.group_size = in_features // group_count(in_features, plan.group_size)   # a group >= K is per-channel
         for k, v in tensors.items():
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
@@ -201,7 +202,7 @@ def load_packed(path, device='cpu', dtype=torch.float16, verify: bool = True):
 
 def _check_parts(n, lp, N, Kin, own):
     "Validate a Linear's packed tensors against its plan and shape."
-    G = 1 if lp.group_size >= Kin else Kin // lp.group_size
+    G = group_count(Kin, lp.group_size)
     kc = Kin * lp.sparsity[0] // lp.sparsity[1] if lp.sparsity else Kin
     want = {'scales': (torch.float16, (G, N))}
     if not lp.sym: want['zeros'] = (torch.float16, (G, N))

@@ -6,7 +6,7 @@ Docs: https://tenpak.github.io/tenpak/plan.html.md"""
 
 # %% ../nbs/11_plan.ipynb #797b31bb
 from __future__ import annotations
-import heapq
+import heapq, json
 import torch
 from tqdm.auto import tqdm
 from .core import TenPakError, LayerPlan, Plan, Recipe, find_linears
@@ -109,12 +109,13 @@ def budget_plan(model, target_bpw: float,
     for n, mod in tqdm(lins.items(), desc='budget', disable=not progress, leave=False):
         W = mod.weight.detach().float()
         F = None if fisher is None else fisher[n].float()
-        extra = {k: v for k, v in (base[n].to_dict() if base else {}).items() if k in ('outlier_frac', 'outlier_method', 'awq', 'sym', 'clip')}
+        # every setting of the base plan but the sizes (which the candidates choose); a candidate may override it
+        extra = {k: v for k, v in (base[n].to_dict() if base else {}).items() if k not in ('bits', 'group_size', 'sparsity', 'note')}
         pts = {}
         for c in candidates:
-            try: lp = _fit(n, tuple(W.shape), {**c, **extra})
+            try: lp = _fit(n, tuple(W.shape), {**extra, **c})
             except TenPakError: continue
-            key = lp.describe()
+            key = json.dumps({**lp.to_dict(), 'note': ''}, sort_keys=True)      # identical settings are scored once
             if key in pts: continue
             err = ((compress_weight(W, lp, fisher=F).w_hat - W) ** 2 * (1 if F is None else F)).sum().item()
             pts[key] = (linear_bits(tuple(W.shape), lp).total, err, lp)
