@@ -27,7 +27,7 @@ packed model is then teacher-forced on those tokens, so both see the same contex
 |logit difference| at prefill and at the first decode step, max over all steps, and the top-1 agreement rate over
 the decode steps. The fp16 model's tokens are only informative (quantization changes them).
 
-Kernel tiling: after packing, each distinct Linear shape is tuned once at batch 1 (`tune_config`, the default
+Kernel tiling: after packing, each distinct Linear shape is tuned once at batch 1 (`tenpak.pack.tune_model`, the default
 tiling among the candidates; --no-tune keeps the default), as a user would before serving.
 
 The full numbers go to the JSON file (--out), rewritten after every stage; a markdown table is printed last.
@@ -64,22 +64,6 @@ def model_config(smoke: bool):
         num_key_value_heads=2, max_position_embeddings=4096)
     cfg.sliding_window = None
     return cfg
-
-
-def tune_packed(torch, model, dev, dt) -> dict:
-    "tune_config once per distinct packed Linear (shape, pattern, group) at batch 1; later calls use the winner."
-    from tenpak import kernel as TK
-    from tenpak.pack import PackedLinear
-    out = {}
-    for m in model.modules():
-        if not isinstance(m, PackedLinear) or m.bits != 4: continue
-        key = f"{m.out_features}x{m.in_features} {m.nm[0] if m.nm else 4}:4 g{m.group_size}"
-        if key in out: continue
-        x = torch.randn(1, m.in_features, device=dev, dtype=dt)
-        best, times = TK.tune_config(x, m.qweight, m.scales.to(dt), m.zeros.to(dt), m.group_size, m.in_features,
-                                     nm=m.nm[0] if m.nm else None, meta=m.meta, warmup_ms=5, rep_ms=20)
-        out[key] = dict(config=vars(best), tuned_us=min(t for _, t in times) * 1e6, default_us=times[0][1] * 1e6)
-    return out
 
 
 def model_bytes(model) -> int:
@@ -253,7 +237,7 @@ def main(argv=None):
     import torch
     from tenpak.core import LayerPlan, Plan, find_linears, layer_kind
     from tenpak.apply import compress_model
-    from tenpak.pack import to_packed
+    from tenpak.pack import to_packed, tune_model
     from tenpak.log import environment
     from tenpak.zoo import random_model
 
@@ -401,7 +385,7 @@ def main(argv=None):
         if dev.type == 'cuda' and not args.no_tune:
             t = time.perf_counter()
             try:
-                r['tuned'] = tune_packed(torch, model, dev, model.dtype)
+                r['tuned'] = tune_model(model, warmup_ms=5, rep_ms=20)
                 log(f"  {name}: tuned {len(r['tuned'])} Linear shapes in {time.perf_counter() - t:.1f} s: " +
                     '; '.join(f"{k} {v['default_us']:.1f} -> {v['tuned_us']:.1f} us" for k, v in r['tuned'].items()))
             except Exception as e:                                                # keep the defaults

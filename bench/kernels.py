@@ -114,20 +114,6 @@ def tinygemm_pack(torch, codes, scales, zeros, g, even_high=True):
     return wp, sz
 
 
-def validate(cands, x, L, ref, tol=2e-2):
-    "Keep the configs whose output matches the reference (relative to max |ref|); report the others."
-    from tenpak import kernel as TK
-    ok, bad = [], []
-    scale = max(float(ref.abs().max()), 1e-30)
-    for c in cands:
-        try:
-            err = float((TK.int4_linear(x, **TK.layer_args(L), backend='triton', config=c).float() - ref).abs().max()) / scale
-            (ok if err <= tol else bad).append(c if err <= tol else dict(config=vars(c), rel_err=err))
-        except Exception as e:
-            bad.append(dict(config=vars(c), error=f"{type(e).__name__}: {str(e)[:200]}"))
-    return ok, bad
-
-
 def layer_bytes(method, N, K, M, g):
     "Bytes a call must move at least: weights, group parameters, metadata, x and y (2-byte activations)."
     act = 2 * M * K + 2 * M * N
@@ -186,10 +172,10 @@ def main(argv=None):
             return 1 if dev.type != 'cuda' else max(2, math.ceil(3 * l2 / nbytes))
 
         # --- correctness on this device (before any timing) ---
-        checks, refs = {}, {}
+        checks = {}
         for name, L in layers.items():
             for M, x in xs.items():
-                ref = refs[(name, M)] = TK.ref_linear(x, **TK.layer_args(L)).float()
+                ref = TK.ref_linear(x, **TK.layer_args(L)).float()
                 try:
                     y = TK.int4_linear(x, **TK.layer_args(L), backend='triton').float()
                     err = float((y - ref).abs().max())
@@ -257,11 +243,10 @@ def main(argv=None):
                     if not args.no_tune and elapsed() < 0.6 * args.budget:
                         cands = TK.candidate_configs(M, N, K, keep, TK.num_sms(dev))
                         if args.smoke: cands = cands[:2]
-                        cands, m['rejected'] = validate(cands, x, L, refs[(name, M)])
-                        if m['rejected']: log(f"  {name} M={M}: rejected configs {m['rejected']}")
-                        if not cands: raise RuntimeError('no candidate config matches the reference')
                         best, times = TK.tune_config(x, **TK.layer_args(L), candidates=cands, **tune_kw)
                         m['tuning'] = [dict(config=vars(c), us=t * 1e6) for c, t in times]
+                        m['rejected'] = [vars(c) for c, t in times if t == float('inf')]   # failed or wrong
+                        if m['rejected']: log(f"  {name} M={M}: rejected configs {m['rejected']}")
                     else:
                         best = default
                     args_ = TK.layer_args(L)
@@ -307,7 +292,8 @@ def main(argv=None):
             json.dump(jobs, f); f.flush()
             env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
             r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'sass.py'), '--jobs', f.name], capture_output=True,
-                               text=True, env=env, timeout=300)
+                               text=True, env=env,
+                               timeout=max(20., args.budget + 30. - elapsed()))   # inside gpu_session.sh's limit
         if r.returncode: raise RuntimeError(r.stderr[-300:])
         for (row, name, m), p in zip(todo, json.loads(r.stdout.strip().splitlines()[-1])):
             if isinstance(p, dict): p.pop('loop_ops', None)

@@ -874,20 +874,24 @@ def _time_call(fn, device, warmup_ms=5, rep_ms=25) -> float:
     return time.perf_counter() - t
 
 def tune_config(x, qweight, scales, zeros, group_size: int, K: int, nm=None, meta=None, bias=None,
-                candidates: list[KernelConfig] | None = None, **time_kw) -> tuple[KernelConfig, list]:
+                candidates: list[KernelConfig] | None = None, tol: float = 2e-2, **time_kw) -> tuple[KernelConfig, list]:
     "Time candidate configs on this exact problem; remember and return the fastest, with (config, seconds) pairs."
     N, keep = check_packed(qweight, scales, zeros, group_size, K, nm, meta)
     M = x.numel() // K
     cands = candidates or candidate_configs(M, N, K, keep, num_sms(x.device))
+    ref = ref_linear(x, qweight, scales, zeros, group_size, K, nm, meta, bias).float()
+    scale = max(float(ref.abs().max()), 1e-30)
     times = []
     for cfg in cands:
-        try:
-            t = _time_call(lambda: int4_linear(x, qweight, scales, zeros, group_size, K, nm, meta, bias,
-                                               backend='triton', config=cfg), x.device, **time_kw)
-        except Exception:                                                      # a config that fails to compile is skipped
+        call = lambda: int4_linear(x, qweight, scales, zeros, group_size, K, nm, meta, bias, backend='triton', config=cfg)
+        try:   # a config that fails to compile or differs from the reference (max error > tol * max |y|) is skipped
+            ok = float((call().float() - ref).abs().max()) <= tol * scale
+            t = _time_call(call, x.device, **time_kw) if ok else float('inf')
+        except Exception:
             t = float('inf')
             if len(cands) == 1: raise
         times.append((cfg, t))
+    if all(t == float('inf') for _, t in times): raise TenPakError("no candidate config matches the reference")
     best = min(times, key=lambda ct: ct[1])[0]
     _TUNED[_tune_key(M, N, K, keep, group_size, x.dtype, x.device)] = best
     return best, times

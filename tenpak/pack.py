@@ -18,7 +18,8 @@ from .compress import Compressed
 from . import kernel as K
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'pack_linear', 'PackedLinear', 'to_packed', 'save_packed', 'load_packed']
+__all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'pack_linear', 'PackedLinear', 'to_packed', 'tune_model', 'save_packed',
+           'load_packed']
 
 # %% ../nbs/14_pack.ipynb #785ea552
 FORMAT_VERSION = 1
@@ -132,6 +133,19 @@ def to_packed(model, plan: Plan, parts: dict[str, Compressed], device=None, dtyp
         parent, child = n.rsplit('.', 1)
         model.get_submodule(parent).register_module(child, pl)
     return model
+
+def tune_model(model, M: int = 1, **time_kw) -> dict:
+    "`kernel.tune_config` once per distinct INT4 `PackedLinear` (shape, pattern, group) at batch `M`; its calls then use the winner."
+    out = {}
+    for m in model.modules():
+        if not isinstance(m, PackedLinear) or m.bits != 4: continue
+        key = f"{m.out_features}x{m.in_features} {m.nm[0] if m.nm else 4}:4 g{m.group_size}"
+        if key in out: continue
+        x = torch.randn(M, m.in_features, device=m.qweight.device, dtype=m.scales.dtype)
+        best, times = K.tune_config(x, m.qweight, m.scales, m.zeros, m.group_size, m.in_features,
+                                    nm=m.nm[0] if m.nm else None, meta=m.meta, **time_kw)
+        out[key] = dict(config=vars(best), tuned_us=min(t for _, t in times) * 1e6, default_us=times[0][1] * 1e6)
+    return out
 
 # %% ../nbs/14_pack.ipynb #00181145
 def _sha256(path: Path) -> str:
