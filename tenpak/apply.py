@@ -80,15 +80,14 @@ def compress_model(model, plan: Plan,
     def step(i, block, inp):
         prefix = f"{arch.blocks}.{i}."
         rel = {n[len(prefix):]: lp for n, lp in plan if n.startswith(prefix)}
-        with linear_input_stats(block, list(rel)) as st: run_block(block, inp)
         F = {r: fisher[prefix + r].to(next(block.parameters()).device) for r in rel} if fisher is not None else None
-        if awq:
-            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F)
+        if awq:                                  # its capture pass also records the input statistics, folded
+            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel))
             res.awq[str(i)] = out.to_dict()
-            for r, s in out.scales.items():      # inputs of scaled Linears are divided by s
-                s = s.to(st[r].abs_sum.device)
-                st[r].abs_sum /= s; st[r].sq_sum /= s * s
+            st = out.stats
             if F is not None: F = out.scaled_fisher(F)
+        else:
+            with linear_input_stats(block, list(rel)) as st: run_block(block, inp, keep=False)
         for r, lp in rel.items():
             _compress_linear(block.get_submodule(r), lp, None if F is None else F[r], st[r].sq_mean, keep_parts, res, prefix + r)
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from .core import TenPakError, LayerPlan, Arch
 from .compress import compress_weight
-from .calib import BlockInputs, linear_input_stats, to_device
+from .calib import ActStats, BlockInputs, _out, linear_input_stats, to_device
 from .fisher import fisher_in_scaled_coords, _fig
 
 # %% auto #0
@@ -81,15 +81,13 @@ def fold_linear(prev: nn.Linear,          # the Linear whose outputs feed `linea
     for l, c in zip(linears, cols): _rescale_(l.weight, c[None, :])
 
 # %% ../nbs/10_awq.ipynb #7c0888ea
-def _out(y): return y[0] if isinstance(y, tuple) else y
-
 def _mse(module, inputs, ref) -> float:
     "Mean squared difference of `module`'s outputs on `inputs` from `ref`."
-    se, n = 0.0, 0
+    se, n = 0., 0
     for (a, k), r in zip(inputs, ref):
         d = _out(module(*a, **k)).float() - r
-        se += d.pow(2).sum().item(); n += d.numel()
-    return se / max(n, 1)
+        se = se + d.pow(2).sum(); n += d.numel()                               # one host sync, at the end
+    return float(se) / max(n, 1)
 
 def _compressed(w, lp, s, fisher, act_sq):
     "Weight seen by the search: compressed in the scaled coordinates, scaled back."
@@ -164,6 +162,7 @@ class AwqResult:
     scales: dict[str, torch.Tensor] = field(default_factory=dict)      # Linear -> (K,) s its input columns were multiplied by
     row_scales: dict[str, torch.Tensor] = field(default_factory=dict)  # feeding Linear -> (N,) s its output rows were divided by
     skipped: dict[str, str] = field(default_factory=dict)              # feeding module -> why its group was not searched
+    stats: dict[str, ActStats] = field(default_factory=dict)          # input statistics asked for, in folded coordinates
 
     def scaled_fisher(self, fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "Fisher statistics (relative names) moved to the folded coordinates."
@@ -226,13 +225,14 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
               fisher: dict[str, torch.Tensor] | None = None,   # relative name -> (N, K) Fisher, unscaled
               max_tokens: int | None = None,     # search on the first batches holding this many tokens
               device=None,                       # compute device (default: the block's)
+              stats: list[str] = (),             # also record these Linears' input statistics (`res.stats`), same pass
              ) -> AwqResult:
     "Search AWQ scales for every group of Linears sharing an input in `block`, fold them in place, return what was done."
     if grid < 1: raise TenPakError(f"grid must be >= 1, got {grid}")
     device = torch.device(device) if device else next(block.parameters()).device
     todo, skipped = _plan_groups(block, plans, arch)
     res = AwqResult(skipped=skipped)
-    if not todo: return res
+    if not todo and not stats: return res
     mods = {g[0]: _common(list(g[1])) for g in todo}
     caught = {name: [] for name in set(mods.values())}
     def catch(name):
@@ -241,7 +241,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     hooks = [block.get_submodule(n).register_forward_pre_hook(catch(n), with_kwargs=True) for n in caught]
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
     try:
-        with linear_input_stats(block, [g[1][0] for g in todo]) as st:
+        with linear_input_stats(block, list({*stats, *(g[1][0] for g in todo)})) as st:
             for h in _first_batches(inp.hs, max_tokens): block(h.to(device), *args, **kwargs)
     finally:
         for hk in hooks: hk.remove()
@@ -261,6 +261,12 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
         if isinstance(p, nn.Linear): fold_linear(p, ls, s, hd); res.row_scales[prev] = s
         else: fold_norm(p, ls, s)
         for n, l in zip(lins, ls): res.scales[n] = _cols(s, l, hd)
+    for n in stats:                    # a scaled Linear's input is divided by its column scale s
+        sc = res.scales.get(n)
+        if sc is not None:
+            sc = sc.to(st[n].abs_sum.device)
+            st[n].abs_sum /= sc; st[n].sq_sum /= sc * sc
+        res.stats[n] = st[n]
     return res
 
 # %% ../nbs/10_awq.ipynb #e7cedbb6

@@ -71,15 +71,19 @@ def capture_inputs(model, ids: torch.Tensor, batch_size: int = 8, device=None, o
     return BlockInputs([to_device(h, offload) for h, _, _ in store], to_device(args, offload), to_device(kwargs, offload))
 
 @torch.no_grad()
-def run_block(block: nn.Module, inp: BlockInputs, device=None, offload='cpu') -> BlockInputs:
+def _out(y): return y[0] if isinstance(y, tuple) else y      # a block's output tensor (HF blocks may return tuples)
+
+def run_block(block: nn.Module, inp: BlockInputs, device=None, offload='cpu',
+              keep: bool = True,           # False: only run it (for hooks); returns None
+             ) -> BlockInputs | None:
     "Run one block on every batch of `inp`; outputs stay on the offload device."
     device = device or next(block.parameters()).device
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
     out = []
     for h in inp.hs:
         y = block(h.to(device), *args, **kwargs)
-        out.append((y[0] if isinstance(y, tuple) else y).to(offload))
-    return BlockInputs(out, inp.args, inp.kwargs)
+        if keep: out.append(_out(y).to(offload))
+    return BlockInputs(out, inp.args, inp.kwargs) if keep else None
 
 # %% ../nbs/08_calib.ipynb #d70d30ce
 @dataclass

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .core import TenPakError
 
 # %% auto #0
-__all__ = ['PPL', 'model_device', 'max_context', 'as_windows', 'eval_windows', 'perplexity']
+__all__ = ['PPL', 'next_token_nll', 'model_device', 'max_context', 'as_windows', 'eval_windows', 'perplexity']
 
 # %% ../nbs/06_eval.ipynb #0e6c930d
 @dataclass
@@ -29,6 +29,17 @@ class PPL:
 
     def __str__(self): return f"PPL {self.ppl:.3f} ({self.tokens} tokens, seqlen {self.seqlen})"
     def to_dict(self): return asdict(self)
+
+    @classmethod
+    def from_nll(cls, nll: float, tokens: int, seqlen: int, windows: int, seconds: float) -> 'PPL':
+        "From the summed NLL of `tokens` predicted tokens; a non-finite NLL is an error."
+        mean = nll / tokens
+        if not math.isfinite(mean): raise TenPakError("perplexity is not finite (the model produced NaN/inf logits)")
+        return cls(math.exp(mean), mean, tokens, seqlen, windows, seconds)
+
+def next_token_nll(logits: torch.Tensor, x: torch.Tensor, reduction: str = 'sum') -> torch.Tensor:
+    "Next-token NLL of the windows `x` (b, T) from the model's `logits` (b, T, V), in float32."
+    return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), x[:, 1:].flatten().to(logits.device), reduction=reduction)
 
 def model_device(model) -> torch.device:
     "The device of a model's first parameter."
@@ -66,12 +77,8 @@ def perplexity(model,
     win = eval_windows(model, ids, seqlen, max_windows)
     seqlen = win.shape[1]
     device = device or model_device(model)
-    t0, nll, count = time.perf_counter(), 0.0, 0
+    t0, nll, count = time.perf_counter(), torch.zeros((), dtype=torch.float64, device=device), 0
     for b in tqdm(range(0, len(win), batch_size), desc='ppl', disable=not progress, leave=False):
         x = win[b: b + batch_size].to(device)
-        logits = model(x).logits.float()
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction='sum')
-        nll += loss.item(); count += x[:, 1:].numel()
-    mean = nll / count
-    if not math.isfinite(mean): raise TenPakError("perplexity is not finite (the model produced NaN/inf logits)")
-    return PPL(math.exp(mean), mean, count, seqlen, len(win), time.perf_counter() - t0)
+        nll += next_token_nll(model(x).logits, x); count += x[:, 1:].numel()     # no host sync per batch
+    return PPL.from_nll(nll.item(), count, seqlen, len(win), time.perf_counter() - t0)

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from .core import TenPakError, ATTN_TYPES, MLP_TYPES, get_arch, get_blocks, get_module, find_linears, layer_type, block_index
 from .quant import group_count
+from .eval import next_token_nll
 
 # %% auto #0
 __all__ = ['FisherStats', 'check_windows', 'fisher_diag', 'layer_scores', 'channel_profile', 'group_scores',
@@ -75,9 +76,7 @@ class FisherStats:
 # %% ../nbs/09_fisher.ipynb #2b2eb0b2
 def _window_losses(model, x: torch.Tensor) -> torch.Tensor:
     "(b,) mean next-token NLL of each window of `x` (b, T)."
-    logits = model(x, use_cache=False).logits.float()                      # (b, T, V)
-    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction='none')
-    return nll.view(len(x), -1).mean(1)
+    return next_token_nll(model(x, use_cache=False).logits, x, 'none').view(len(x), -1).mean(1)
 
 @contextmanager
 def _grad_setup(model, train: dict):
@@ -161,10 +160,13 @@ def fisher_diag(model,                          # Hugging Face causal LM (an `AR
         stack.enter_context(_per_window_hooks(model, linears, acc) if batched else _grad_square_hooks(linears, acc))
         for x in tqdm(windows.split(batch_size if batched else 1), desc='fisher', disable=not progress, leave=False):
             _window_losses(model, x.to(device)).sum().backward()
-    cfg = getattr(model, 'config', None)
-    mid = getattr(cfg, '_name_or_path', '') or getattr(cfg, 'model_type', '') or type(model).__name__
     n = len(windows)
-    return FisherStats({k: (a.float() / n).cpu() for k, a in acc.items()}, n, windows.shape[1], str(mid))
+    return FisherStats({k: (a.float() / n).cpu() for k, a in acc.items()}, n, windows.shape[1], _model_id(model))
+
+def _model_id(model) -> str:
+    "What `FisherStats.model` records: the checkpoint path, else the model type."
+    cfg = getattr(model, 'config', None)
+    return str(getattr(cfg, '_name_or_path', '') or getattr(cfg, 'model_type', '') or type(model).__name__)
 
 # %% ../nbs/09_fisher.ipynb #9eb94a91
 def layer_scores(stats: FisherStats | dict) -> dict[str, float]:

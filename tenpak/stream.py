@@ -6,16 +6,15 @@ Docs: https://tenpak.github.io/tenpak/stream.html.md"""
 
 # %% ../nbs/12b_stream.ipynb #bcbc578a
 from __future__ import annotations
-import math, resource, sys, time
+import resource, sys, time
 from contextlib import contextmanager
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
-from .core import TenPakError, get_arch, get_blocks, get_module, find_linears
-from .calib import capture_inputs, run_block, to_device, _batches
-from .fisher import FisherStats, check_windows, _grad_setup
-from .eval import PPL, eval_windows, model_device
+from .core import get_arch, get_blocks, get_module, find_linears
+from .calib import capture_inputs, run_block, to_device, _batches, _out
+from .fisher import FisherStats, check_windows, _grad_setup, _model_id
+from .eval import PPL, eval_windows, model_device, next_token_nll
 
 # %% auto #0
 __all__ = ['GiB', 'on_device', 'fisher_diag_streaming', 'perplexity_streaming', 'memory_high_water', 'Stages']
@@ -50,14 +49,10 @@ def _head(model):
 
 def _nll(norm, head, h: torch.Tensor, x: torch.Tensor, reduction: str) -> torch.Tensor:
     "Next-token NLL of the windows `x` (b, T) from the last block's output `h` (b, T, H)."
-    logits = head(norm(h)).float()
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten().to(logits.device), reduction=reduction)
+    return next_token_nll(head(norm(h)), x, reduction)
 
-def _out(y): return y[0] if isinstance(y, tuple) else y
 
-def _model_id(model) -> str:
-    cfg = getattr(model, 'config', None)
-    return str(getattr(cfg, '_name_or_path', '') or getattr(cfg, 'model_type', '') or type(model).__name__)
+
 
 # %% ../nbs/12b_stream.ipynb #9d10f848
 def fisher_diag_streaming(model,                          # Hugging Face causal LM (an `ARCHS` architecture), any device
@@ -125,13 +120,11 @@ def perplexity_streaming(model,
     for block in tqdm(get_blocks(model), desc='ppl', disable=not progress, leave=False):
         with on_device(block, device): inp = run_block(block, inp, device, offload)
     norm, head = _head(model)
-    nll, count, bs = 0.0, 0, _batches(len(win), batch_size)
+    nll, count, bs = torch.zeros((), dtype=torch.float64, device=device), 0, _batches(len(win), batch_size)
     with on_device(norm, device), on_device(head, device):
         for h, x in zip(inp.hs, win.split(bs)):
-            nll += _nll(norm, head, h.to(device), x, 'sum').item(); count += x[:, 1:].numel()
-    mean = nll / count
-    if not math.isfinite(mean): raise TenPakError("perplexity is not finite (the model produced NaN/inf logits)")
-    return PPL(math.exp(mean), mean, count, seqlen, len(win), time.perf_counter() - t0)
+            nll += _nll(norm, head, h.to(device), x, 'sum'); count += x[:, 1:].numel()
+    return PPL.from_nll(nll.item(), count, seqlen, len(win), time.perf_counter() - t0)
 
 # %% ../nbs/12b_stream.ipynb #47429170
 GiB = 2 ** 30
