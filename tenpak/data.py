@@ -151,7 +151,7 @@ def windows(ids: torch.Tensor, # 1-D token ids
     "Non-overlapping `[n, seqlen]` windows of `ids`; the tail that does not fill a window is dropped."
     if seqlen < 1: raise TenPakError(f"seqlen must be >= 1, got {seqlen}")
     n = ids.numel() // seqlen
-    if n == 0: raise TenPakError(f"need at least seqlen={seqlen} tokens for one window, got {ids.numel()}")
+    if n == 0: raise TenPakError(f"text has {ids.numel()} tokens, fewer than one window (need at least seqlen={seqlen})")
     return ids[:n * seqlen].reshape(n, seqlen)
 
 def calib_windows(ids_train: torch.Tensor, # 1-D token ids of the *train* split

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import TenPakError
+from .data import windows
 
 # %% auto #0
 __all__ = ['PPL', 'next_token_nll', 'model_device', 'max_context', 'as_windows', 'eval_windows', 'perplexity']
@@ -50,11 +51,8 @@ def max_context(model) -> int | None:
     return getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
 
 def as_windows(ids: torch.Tensor, seqlen: int) -> torch.Tensor:
-    "Non-overlapping `(n, seqlen)` windows of a 1-D token tensor, tail dropped."
-    if ids.ndim == 2: return ids
-    n = ids.numel() // seqlen
-    if n == 0: raise TenPakError(f"text has {ids.numel()} tokens, fewer than one window of {seqlen}")
-    return ids[: n * seqlen].reshape(n, seqlen)
+    "`ids` as `(n, seqlen)` windows: already windowed (2-D), or cut by `data.windows` (1-D)."
+    return ids if ids.ndim == 2 else windows(ids, seqlen)
 
 # %% ../nbs/06_eval.ipynb #0e5ff0f8
 def eval_windows(model, ids: torch.Tensor, seqlen: int, max_windows: int | None = None) -> torch.Tensor:

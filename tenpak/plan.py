@@ -13,15 +13,12 @@ from .core import TenPakError, LayerPlan, Plan, Recipe, find_linears
 from .quant import fit_group
 from .accounting import linear_bits
 from .compress import compress_weight
+from .fisher import layer_scores
 
 # %% auto #0
-__all__ = ['DEFAULT_CANDIDATES', 'layer_sensitivity', 'group_ladder', 'build_plan', 'budget_plan']
+__all__ = ['DEFAULT_CANDIDATES', 'group_ladder', 'build_plan', 'budget_plan']
 
 # %% ../nbs/11_plan.ipynb #e1feaecb
-def layer_sensitivity(fisher: dict[str, torch.Tensor]) -> dict[str, float]:
-    "Mean Fisher per weight of each Linear (the trace normalised by size): the layer ranking statistic."
-    return {n: float(f.float().mean()) for n, f in fisher.items()}
-
 def _fit(name: str, shape, settings: dict) -> LayerPlan:
     "A validated `LayerPlan` for a Linear of `shape`, with the group clamped to its width."
     N, K = shape
@@ -59,7 +56,7 @@ def build_plan(model, recipe: Recipe,
         if missing: raise TenPakError(f"Fisher statistics do not match this model (first mismatch: {missing[0]})")
     settings = {n: {**({'awq': True} if recipe.awq else {}), **recipe.layer_settings(n)} for n in lins}
     if recipe.allocation == 'fisher' or any(r.group_range or r.sparsity_frac < 1 for r in recipe.rules):
-        scores = layer_sensitivity({n: fisher[n] for n in lins})
+        scores = layer_scores({n: fisher[n] for n in lins})
         for rule in recipe.rules:
             matched = [n for n in lins if rule.matches(n)]
             ranked = _ranked(matched, scores)

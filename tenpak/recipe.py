@@ -10,7 +10,7 @@ import datetime, json
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch
+from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, ATTN_TYPES, MLP_TYPES
 from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
 from .zoo import load_model
@@ -25,8 +25,7 @@ from . import log as rlog
 __all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
-ATTN = ['q_proj', 'k_proj', 'v_proj', 'o_proj']
-MLP = ['gate_proj', 'up_proj', 'down_proj']
+ATTN, MLP = list(ATTN_TYPES), list(MLP_TYPES)
 
 def _rtn(bits, g, **kw):
     return Recipe(name=f'rtn-int{bits}-g{g}', strategy=f'RTN INT{bits} g={g}, min-max, asymmetric', defaults=dict(bits=bits, group_size=g), **kw)
