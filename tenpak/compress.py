@@ -40,7 +40,7 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     if lp.keep: return Compressed(lp, None, None, None, w.half().float())
     N, K = w.shape
     importance = fisher if (lp.clip == 'mse' and fisher is not None) else (act_sq if lp.clip == 'mse' else None)
-    csr, out_mask = None, torch.zeros_like(w, dtype=torch.bool)
+    csr, out_mask = None, None
     if lp.outlier_frac > 0:
         w_trial = None if lp.outlier_method == 'magnitude' else fake_quant(w, lp.bits, lp.group_size, sym=lp.sym)
         scores = outlier_scores(w, lp.outlier_method, w_hat=w_trial, fisher=fisher, act_sq=act_sq)
@@ -50,10 +50,12 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     if lp.sparsity:
         n, m = lp.sparsity
         act_norm = None if act_sq is None else act_sq.sqrt()
-        sc = nm_scores(w, lp.sparsity_score, act_norm=act_norm, fisher=fisher).masked_fill(out_mask, -1.0)
-        mask = nm_mask(sc, n, m)
-    valid = ~out_mask if mask is None else (mask & ~out_mask)
-    q = quantize(w * valid, lp.bits, lp.group_size, sym=lp.sym, clip=lp.clip, mask=valid, importance=importance)
+        sc = nm_scores(w, lp.sparsity_score, act_norm=act_norm, fisher=fisher)
+        mask = nm_mask(sc if out_mask is None else sc.masked_fill(out_mask, -1.0), n, m)
+    # the weights the quantizer sees: all (dense, no outliers), or the kept ones that are not outliers
+    valid = mask if out_mask is None else (~out_mask if mask is None else mask & ~out_mask)
+    q = quantize(w if valid is None else w * valid, lp.bits, lp.group_size, sym=lp.sym, clip=lp.clip, mask=valid,
+                 importance=importance)
     w_hat = dequantize(q) if mask is None else dequantize(q) * mask     # what the packed codes compute
     if csr is not None:     # outliers store the residual over the codes at their positions: exact to fp16
         csr.val = (csr.val.float() - w_hat[csr.rows(), csr.col.long()]).half()

@@ -46,18 +46,21 @@ class QTensor:
 def _qrange(bits, sym):
     return (2 ** (bits - 1) - 1, 2 ** (bits - 1)) if sym else (2 ** bits - 1, None)
 
-def _params(w, bits, sym, ratio, mask):
-    "Scales and zeros `(N, G, 1)` for grouped `w` `(N, G, g)` shrunk by clip `ratio`."
-    qmax, zsym = _qrange(bits, sym)
-    if sym:
-        amax = (w.abs() if mask is None else w.abs() * mask).amax(-1, keepdim=True) * ratio
-        s = (amax / qmax).clamp_min(1e-8).half().float()
-        return s, torch.full_like(s, float(zsym))
+def _ranges(w, sym, mask):
+    "Per-group range of grouped `w` `(N, G, g)` over `mask`: max |w| (symmetric) or (min, max) (asymmetric)."
+    if sym: return (w.abs() if mask is None else w.abs() * mask).amax(-1, keepdim=True)
     big = torch.finfo(w.dtype).max
     lo = (w if mask is None else torch.where(mask, w, big)).amin(-1, keepdim=True)
     hi = (w if mask is None else torch.where(mask, w, -big)).amax(-1, keepdim=True)
-    lo, hi = torch.where(lo > hi, 0., lo), torch.where(lo > hi, 0., hi)   # all-masked groups
-    lo, hi = (lo * ratio).clamp_max(0), (hi * ratio).clamp_min(0)  # keep 0 representable
+    return torch.where(lo > hi, 0., lo), torch.where(lo > hi, 0., hi)   # all-masked groups
+
+def _params(rng, bits, sym, ratio):
+    "Scales and zeros `(N, G, 1)` from the group ranges (`_ranges`) shrunk by clip `ratio`."
+    qmax, zsym = _qrange(bits, sym)
+    if sym:
+        s = (rng * ratio / qmax).clamp_min(1e-8).half().float()
+        return s, torch.full_like(s, float(zsym))
+    lo, hi = (rng[0] * ratio).clamp_max(0), (rng[1] * ratio).clamp_min(0)  # keep 0 representable
     s = ((hi - lo) / qmax).clamp_min(1e-8).half().float()
     z = (-lo / s).half().float()
     return s, z
@@ -84,15 +87,17 @@ def quantize(w: torch.Tensor,            # weight (N, K)
     G = group_count(K, group_size); g = K // G
     wg = w.detach().float().reshape(N, G, g)
     mg = None if mask is None else mask.reshape(N, G, g)
-    s, z = _params(wg, bits, sym, 1.0, mg)
+    rng = _ranges(wg, sym, mg)                            # the ratio-independent part, once
+    s, z = _params(rng, bits, sym, 1.0)
     if clip == 'mse':
-        imp = torch.ones_like(wg) if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)
-        if mg is not None: imp = imp * mg
+        imp = mg if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)
+        if importance is not None and mg is not None: imp = imp * mg
         best = torch.full((N, G, 1), float('inf'), device=w.device)
         for i in range(grid):
             r = 1 - 0.5 * i / grid
-            si, zi = _params(wg, bits, sym, r, mg)
-            err = ((( _round(wg, si, zi, bits, sym) - zi) * si - wg) ** 2 * imp).sum(-1, keepdim=True)
+            si, zi = _params(rng, bits, sym, r)
+            e2 = ((_round(wg, si, zi, bits, sym) - zi) * si - wg) ** 2
+            err = (e2 if imp is None else e2 * imp).sum(-1, keepdim=True)
             better = err < best
             best, s, z = torch.where(better, err, best), torch.where(better, si, s), torch.where(better, zi, z)
     elif clip != 'minmax': raise TenPakError(f"clip must be 'minmax' or 'mse', got {clip!r}")
