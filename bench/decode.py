@@ -367,6 +367,7 @@ def main(argv=None):
 
     def quant_variant(name, model, plan, r):
         "compress (fake-quant) -> reference decode -> to_packed -> measure and check. Consumes `model`."
+        if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()              # peak_compress_pack_gib: this variant's
         t = time.perf_counter()
         applied = compress_model(model, plan, keep_parts=True, device=dev, progress=False)
         r['compress_s'] = time.perf_counter() - t

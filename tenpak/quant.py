@@ -65,7 +65,7 @@ def _params(rng, bits, sym, ratio):
     z = (-lo / s).half().float()
     return s, z
 
-def _round(w, s, z, bits, sym):
+def _round(w, s, z, bits):
     qmax = 2 ** bits - 1
     return torch.clamp(torch.round(w / s + z), 0, qmax)
 
@@ -96,12 +96,12 @@ def quantize(w: torch.Tensor,            # weight (N, K)
         for i in range(grid):
             r = 1 - 0.5 * i / grid
             si, zi = _params(rng, bits, sym, r)
-            e2 = ((_round(wg, si, zi, bits, sym) - zi) * si - wg) ** 2
+            e2 = ((_round(wg, si, zi, bits) - zi) * si - wg) ** 2
             err = (e2 if imp is None else e2 * imp).sum(-1, keepdim=True)
             better = err < best
             best, s, z = torch.where(better, err, best), torch.where(better, si, s), torch.where(better, zi, z)
     elif clip != 'minmax': raise TenPakError(f"clip must be 'minmax' or 'mse', got {clip!r}")
-    q = _round(wg, s, z, bits, sym).to(torch.uint8).reshape(N, K)
+    q = _round(wg, s, z, bits).to(torch.uint8).reshape(N, K)
     return QTensor(q, s.reshape(N, G), z.reshape(N, G), bits, g, sym)
 
 def dequantize(q: QTensor, dtype=torch.float32) -> torch.Tensor:
