@@ -8,13 +8,13 @@ Docs: https://tenpak.github.io/tenpak/compress.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from .core import LayerPlan, TenPakError
+from .core import LayerPlan, LayerStats, Method, TenPakError, register_method
 from .quant import QTensor, quantize, dequantize, fake_quant
 from .sparse import nm_scores, nm_mask
 from .outliers import CSR, outlier_scores, extract_outliers
 
 # %% auto #0
-__all__ = ['Compressed', 'compress_weight']
+__all__ = ['RTN', 'Compressed', 'compress_weight']
 
 # %% ../nbs/04b_compress.ipynb #d5b28562
 @dataclass
@@ -42,7 +42,7 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     importance = fisher if (lp.clip == 'mse' and fisher is not None) else (act_sq if lp.clip == 'mse' else None)
     csr, out_mask = None, None
     if lp.outlier_frac > 0:
-        w_trial = None if lp.outlier_method == 'magnitude' else fake_quant(w, lp.bits, lp.group_size, sym=lp.sym)
+        w_trial = None if lp.outlier_method == 'magnitude' else fake_quant(w, lp.bits, lp.group_size, sym=lp.sym, zero=lp.zero)
         scores = outlier_scores(w, lp.outlier_method, w_hat=w_trial, fisher=fisher, act_sq=act_sq)
         w, csr = extract_outliers(w, lp.outlier_frac, scores)
         out_mask = csr.positions()
@@ -55,9 +55,16 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     # the weights the quantizer sees: all (dense, no outliers), or the kept ones that are not outliers
     valid = mask if out_mask is None else (~out_mask if mask is None else mask & ~out_mask)
     q = quantize(w if valid is None else w * valid, lp.bits, lp.group_size, sym=lp.sym, clip=lp.clip, mask=valid,
-                 importance=importance)
+                 importance=importance, zero=lp.zero)
     w_hat = dequantize(q) if mask is None else dequantize(q) * mask     # what the packed codes compute
     if csr is not None:     # outliers store the residual over the codes at their positions: exact to fp16
         csr.val = (csr.val.float() - w_hat[csr.rows(), csr.col.long()]).half()
         w_hat = w_hat + csr.to_dense()
     return Compressed(lp, q, mask, csr, w_hat)
+
+# %% ../nbs/04b_compress.ipynb #02d24f70
+def _rtn(w: torch.Tensor, lp: LayerPlan, stats: LayerStats | None = None) -> Compressed:
+    st = stats or LayerStats()
+    return compress_weight(w, lp, fisher=st.fisher, act_sq=st.act_sq)
+
+RTN = register_method(Method('rtn', _rtn, doc='round to nearest, each weight on its own (optionally MSE-clipped)'))

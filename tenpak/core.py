@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BITS', 'KEEP', 'CLIPS', 'OUTLIER_METHODS', 'SPARSE_SCORES', 'ARCHS', 'ATTN_TYPES', 'MLP_TYPES', 'TenPakError',
-           'parse_nm', 'LayerPlan', 'check_keys', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module',
-           'get_blocks', 'layer_type', 'layer_kind', 'block_index', 'find_linears', 'rebuild_meta_buffers',
-           'check_finite', 'tiny_mistral']
+__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'SPARSE_SCORES', 'STATS', 'METHODS', 'ARCHS', 'ATTN_TYPES',
+           'MLP_TYPES', 'TenPakError', 'parse_nm', 'LayerPlan', 'check_keys', 'LayerStats', 'Method', 'register_method',
+           'get_method', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module', 'get_blocks', 'layer_type',
+           'layer_kind', 'block_index', 'find_linears', 'rebuild_meta_buffers', 'check_finite', 'tiny_mistral']
 
 # %% ../nbs/00_core.ipynb #2a0fd302
 class TenPakError(ValueError):
@@ -28,6 +28,7 @@ class TenPakError(ValueError):
 BITS = (2, 3, 4, 8)            # integer widths the quantizers support
 KEEP = 16                      # `bits=16` means: leave this Linear uncompressed (fp16 storage)
 CLIPS = ('minmax', 'mse')
+ZEROS = ('int', 'float')       # asymmetric zero point: integer (standard) or fractional fp16
 OUTLIER_METHODS = ('magnitude', 'fisher', 'activation')
 SPARSE_SCORES = ('magnitude', 'wanda', 'fisher')
 
@@ -55,12 +56,17 @@ class LayerPlan:
     sparsity: tuple[int, int] | None = None  # N:M along the input dim, e.g. (2, 4); None = dense
     sparsity_score: str = 'magnitude'   # magnitude / wanda (|w|·‖x‖) / fisher saliency
     awq: bool = False                   # search and fold AWQ scales for this layer's input
+    zero: str = 'int'                   # asymmetric zero point: 'int' (as GPTQ/AWQ checkpoints) or 'float' (fp16)
+    method: str = 'rtn'                 # registered compression method (`METHODS`): 'rtn', 'gptq', ...
+    opts: dict = field(default_factory=dict)  # the method's own options (validated by its `Method.options`)
     note: str = ''                      # why the plan differs from the recipe (e.g. clamped group)
 
     def __post_init__(self):
         self.sparsity = parse_nm(self.sparsity)
         if self.bits not in BITS + (KEEP,): raise TenPakError(f"bits must be one of {BITS} (or {KEEP} to keep), got {self.bits}")
         if not isinstance(self.group_size, int) or self.group_size < 1: raise TenPakError(f"group_size must be a positive integer, got {self.group_size!r}")
+        if self.zero not in ZEROS: raise TenPakError(f"zero must be one of {ZEROS}, got {self.zero!r}")
+        if not isinstance(self.method, str) or not isinstance(self.opts, dict): raise TenPakError(f"method must be a name and opts a mapping, got {self.method!r}, {self.opts!r}")
         if self.clip not in CLIPS: raise TenPakError(f"clip must be one of {CLIPS}, got {self.clip!r}")
         if not 0 <= self.outlier_frac <= 0.1: raise TenPakError(f"outlier_frac must be in [0, 0.1], got {self.outlier_frac}")
         if self.outlier_method not in OUTLIER_METHODS: raise TenPakError(f"outlier_method must be one of {OUTLIER_METHODS}, got {self.outlier_method!r}")
@@ -70,7 +76,7 @@ class LayerPlan:
     def keep(self) -> bool: return self.bits == KEEP
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(self); d['opts'] = dict(self.opts)
         d['sparsity'] = None if self.sparsity is None else f"{self.sparsity[0]}:{self.sparsity[1]}"
         return d
 
@@ -82,7 +88,7 @@ class LayerPlan:
     def describe(self) -> str:
         "Short human summary, e.g. `INT4 g128 +0.5%out 3:4`."
         if self.keep: return 'fp16'
-        s = f"INT{self.bits} g{self.group_size}" + (' sym' if self.sym else '')
+        s = ('' if self.method == 'rtn' else self.method.upper() + ' ') + f"INT{self.bits} g{self.group_size}" + (' sym' if self.sym else '')
         if self.outlier_frac: s += f" +{self.outlier_frac*100:g}%out"
         if self.sparsity: s += f" {self.sparsity[0]}:{self.sparsity[1]}"
         if self.awq: s += ' awq'
@@ -93,6 +99,51 @@ def check_keys(d: dict, cls, what: str, extra: tuple = ()):
     known = {f.name for f in fields(cls)} | set(extra)
     for k in d:
         if k not in known: raise TenPakError(f"unknown {what} key {k!r} (known: {', '.join(sorted(known))})")
+
+# %% ../nbs/00_core.ipynb #3f850883
+STATS = ('act', 'hessian', 'fisher')   # statistics a method can need: E[x²] per input channel, E[x xᵀ], Fisher diagonal
+
+@dataclass
+class LayerStats:
+    "Calibration statistics of one Linear, in its current coordinates (all optional)."
+    act_sq: torch.Tensor | None = None    # (K,) mean squared input activation
+    hessian: torch.Tensor | None = None   # (K, K) mean x xᵀ of the input (GPTQ's H up to a factor 2)
+    fisher: torch.Tensor | None = None    # (N, K) empirical Fisher diagonal
+    n: int = 0                            # input rows (tokens) behind act_sq / hessian
+
+@dataclass(frozen=True)
+class Method:
+    "A registered compression method: what it needs and how it compresses one weight."
+    name: str
+    compress: Any                         # (w (N, K), lp: LayerPlan, stats: LayerStats) -> compress.Compressed
+    needs: frozenset = frozenset()        # subset of STATS the method cannot run without
+    options: Any = None                   # dataclass of `LayerPlan.opts` (None: the method takes no options)
+    doc: str = ''
+
+    def check(self, lp: 'LayerPlan'):
+        "Validate `lp.opts` for this method; returns the options object (or None)."
+        if self.options is None:
+            if lp.opts: raise TenPakError(f"method {self.name!r} takes no options, got {sorted(lp.opts)}")
+            return None
+        check_keys(lp.opts, self.options, f'{self.name} option')
+        return self.options(**lp.opts)
+
+METHODS: dict[str, Method] = {}
+
+def register_method(m: Method) -> Method:
+    "Add `m` to `METHODS` (replacing a method of the same name)."
+    bad = set(m.needs) - set(STATS)
+    if bad: raise TenPakError(f"method {m.name!r} needs unknown statistics {sorted(bad)}; known: {STATS}")
+    METHODS[m.name] = m
+    return m
+
+def get_method(lp_or_name) -> Method:
+    "The registered method of a `LayerPlan` (options validated) or of a name; `TenPakError` if unknown."
+    name = lp_or_name.method if isinstance(lp_or_name, LayerPlan) else lp_or_name
+    if name not in METHODS: raise TenPakError(f"unknown method {name!r}; registered: {', '.join(METHODS) or 'none'}")
+    m = METHODS[name]
+    if isinstance(lp_or_name, LayerPlan): m.check(lp_or_name)
+    return m
 
 # %% ../nbs/00_core.ipynb #0e302902
 @dataclass

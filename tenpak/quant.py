@@ -8,10 +8,11 @@ Docs: https://tenpak.github.io/tenpak/quant.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from .core import TenPakError, BITS
+from .core import TenPakError, BITS, ZEROS
 
 # %% auto #0
-__all__ = ['group_count', 'fit_group', 'QTensor', 'quantize', 'dequantize', 'fake_quant', 'pack_bits', 'unpack_bits']
+__all__ = ['group_count', 'fit_group', 'QTensor', 'group_params', 'quantize_codes', 'quantize', 'dequantize', 'fake_quant',
+           'pack_bits', 'unpack_bits']
 
 # %% ../nbs/01_quant.ipynb #2cc890bc
 def group_count(in_features: int, group_size: int) -> int:
@@ -54,15 +55,21 @@ def _ranges(w, sym, mask):
     hi = (w if mask is None else torch.where(mask, w, -big)).amax(-1, keepdim=True)
     return torch.where(lo > hi, 0., lo), torch.where(lo > hi, 0., hi)   # all-masked groups
 
-def _params(rng, bits, sym, ratio):
+def _fp16_up(s):
+    "`s` rounded *up* to the next fp16 value, so `qmax * s` still spans the group's range."
+    h = s.half()
+    return torch.where(h.float() < s, torch.nextafter(h, torch.full_like(h, float('inf'))), h).float()
+
+def _params(rng, bits, sym, ratio, zero='int'):
     "Scales and zeros `(N, G, 1)` from the group ranges (`_ranges`) shrunk by clip `ratio`."
     qmax, zsym = _qrange(bits, sym)
     if sym:
-        s = (rng * ratio / qmax).clamp_min(1e-8).half().float()
+        s = _fp16_up((rng * ratio / qmax).clamp(2 ** -24, 65504))
         return s, torch.full_like(s, float(zsym))
     lo, hi = (rng[0] * ratio).clamp_max(0), (rng[1] * ratio).clamp_min(0)  # keep 0 representable
-    s = ((hi - lo) / qmax).clamp_min(1e-8).half().float()
-    z = (-lo / s).half().float()
+    # an all-zero group has hi == lo == 0: any positive scale represents it exactly (1 avoids 1e-8 -> fp16 0 -> NaN)
+    s = _fp16_up(torch.where(hi > lo, (hi - lo) / qmax, 1.0).clamp(2 ** -24, 65504))
+    z = (-lo / s).round().clamp(0, qmax) if zero == 'int' else (-lo / s).half().float()
     return s, z
 
 def _round(w, s, z, bits):
@@ -70,6 +77,53 @@ def _round(w, s, z, bits):
     return torch.clamp(torch.round(w / s + z), 0, qmax)
 
 # %% ../nbs/01_quant.ipynb #5dd11415
+def _check(w, bits, zero):
+    if bits not in BITS: raise TenPakError(f"bits must be one of {BITS}, got {bits}")
+    if zero not in ZEROS: raise TenPakError(f"zero must be one of {ZEROS}, got {zero!r}")
+    if w.ndim != 2: raise TenPakError(f"expected a 2-D weight, got shape {tuple(w.shape)}")
+    if not torch.isfinite(w).all(): raise TenPakError("weight contains NaN or inf")
+
+def group_params(w: torch.Tensor,            # weight (N, K)
+                 bits: int = 4,              # 2, 3, 4 or 8
+                 group_size: int = 128,      # along K; >= K means per-channel
+                 sym: bool = False,          # symmetric (scale only) vs asymmetric (scale + zero)
+                 clip: str = 'minmax',       # 'minmax' or 'mse' (per-group search of a shrink ratio)
+                 mask: torch.Tensor | None = None,    # bool (N, K): weights that count (e.g. N:M kept, not outliers)
+                 importance: torch.Tensor | None = None,  # (N, K) or (K,) error weights for the MSE search (Fisher, act²)
+                 grid: int = 20,             # MSE search: ratios 1, 1-1/grid*0.5, ... down to 0.5
+                 zero: str = 'int',          # asymmetric zero point: 'int' (standard) or 'float' (fp16, fractional)
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-group scales and zeros `(N, G)` of `w` (fp16-representable scales; integer zeros unless `zero='float'`)."
+    _check(w, bits, zero)
+    N, K = w.shape
+    G = group_count(K, group_size); g = K // G
+    wg = w.detach().float().reshape(N, G, g)
+    mg = None if mask is None else mask.reshape(N, G, g)
+    rng = _ranges(wg, sym, mg)                            # the ratio-independent part, once
+    s, z = _params(rng, bits, sym, 1.0, zero)
+    if clip == 'mse':
+        imp = mg if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)
+        if importance is not None and mg is not None: imp = imp * mg
+        best = torch.full((N, G, 1), float('inf'), device=w.device)
+        for i in range(grid):
+            r = 1 - 0.5 * i / grid
+            si, zi = _params(rng, bits, sym, r, zero)
+            e2 = ((_round(wg, si, zi, bits) - zi) * si - wg) ** 2
+            err = (e2 if imp is None else e2 * imp).sum(-1, keepdim=True)
+            better = err < best
+            best, s, z = torch.where(better, err, best), torch.where(better, si, s), torch.where(better, zi, z)
+    elif clip != 'minmax': raise TenPakError(f"clip must be 'minmax' or 'mse', got {clip!r}")
+    return s.reshape(N, G), z.reshape(N, G)
+
+def quantize_codes(w: torch.Tensor,       # (N, K), or (N,) one column
+                   scales: torch.Tensor,  # (N, G) group scales, or (N,) the column's
+                   zeros: torch.Tensor,   # (N, G) group zeros, or (N,) the column's
+                   bits: int) -> torch.Tensor:
+    "Round `w` to `bits`-bit codes with the given group parameters (float codes, same shape as `w`)."
+    if w.ndim == 1: return _round(w.float(), scales, zeros, bits)
+    N, K = w.shape; G = scales.shape[1]
+    return _round(w.float().reshape(N, G, K // G), scales[..., None], zeros[..., None], bits).reshape(N, K)
+
 def quantize(w: torch.Tensor,            # weight (N, K)
              bits: int = 4,              # 2, 3, 4 or 8
              group_size: int = 128,      # along K; >= K means per-channel
@@ -78,31 +132,12 @@ def quantize(w: torch.Tensor,            # weight (N, K)
              mask: torch.Tensor | None = None,    # bool (N, K): weights that count (e.g. N:M kept, not outliers)
              importance: torch.Tensor | None = None,  # (N, K) or (K,) error weights for the MSE search (Fisher, act²)
              grid: int = 20,             # MSE search: ratios 1, 1-1/grid*0.5, ... down to 0.5
+             zero: str = 'int',          # asymmetric zero point: 'int' (standard) or 'float'
             ) -> QTensor:
-    "Group-quantize `w` along its input dimension."
-    if bits not in BITS: raise TenPakError(f"bits must be one of {BITS}, got {bits}")
-    if w.ndim != 2: raise TenPakError(f"expected a 2-D weight, got shape {tuple(w.shape)}")
-    if not torch.isfinite(w).all(): raise TenPakError("weight contains NaN or inf")
-    N, K = w.shape
-    G = group_count(K, group_size); g = K // G
-    wg = w.detach().float().reshape(N, G, g)
-    mg = None if mask is None else mask.reshape(N, G, g)
-    rng = _ranges(wg, sym, mg)                            # the ratio-independent part, once
-    s, z = _params(rng, bits, sym, 1.0)
-    if clip == 'mse':
-        imp = mg if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)
-        if importance is not None and mg is not None: imp = imp * mg
-        best = torch.full((N, G, 1), float('inf'), device=w.device)
-        for i in range(grid):
-            r = 1 - 0.5 * i / grid
-            si, zi = _params(rng, bits, sym, r)
-            e2 = ((_round(wg, si, zi, bits) - zi) * si - wg) ** 2
-            err = (e2 if imp is None else e2 * imp).sum(-1, keepdim=True)
-            better = err < best
-            best, s, z = torch.where(better, err, best), torch.where(better, si, s), torch.where(better, zi, z)
-    elif clip != 'minmax': raise TenPakError(f"clip must be 'minmax' or 'mse', got {clip!r}")
-    q = _round(wg, s, z, bits).to(torch.uint8).reshape(N, K)
-    return QTensor(q, s.reshape(N, G), z.reshape(N, G), bits, g, sym)
+    "Group-quantize `w` along its input dimension: `group_params`, then `quantize_codes`."
+    s, z = group_params(w, bits, group_size, sym, clip, mask, importance, grid, zero)
+    q = quantize_codes(w.detach(), s, z, bits).to(torch.uint8)
+    return QTensor(q, s, z, bits, w.shape[1] // s.shape[1], sym)
 
 def dequantize(q: QTensor, dtype=torch.float32) -> torch.Tensor:
     "Reconstruct `(N, K)` weights from a `QTensor`."
