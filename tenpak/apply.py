@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
-from .core import TenPakError, Plan, get_arch, find_linears, check_finite
-from .compress import Compressed, compress_weight
+from .core import TenPakError, Plan, LayerStats, get_arch, get_method, find_linears, check_finite
+from .compress import Compressed
+from . import gptq as _gptq   # registers the 'gptq' method
 from .calib import block_loop, linear_input_stats, run_block
 from .awq import awq_block
 
@@ -31,12 +32,12 @@ class Applied:
 def needs_calibration(plan: Plan, awq: bool = False) -> bool:
     "Does replaying `plan` need calibration activations?"
     return awq or any(not lp.keep and (lp.outlier_method == 'activation' or (lp.sparsity and lp.sparsity_score == 'wanda')
-                                      or lp.clip == 'mse') for _, lp in plan)
+                                      or lp.clip == 'mse' or get_method(lp).needs & {'act', 'hessian'}) for _, lp in plan)
 
-def _compress_linear(lin, lp, fisher, act_sq, keep_parts, res, name, device=None):
+def _compress_linear(lin, lp, stats: LayerStats, keep_parts, res, name, device=None):
     device = device or lin.weight.device
-    F = None if fisher is None else fisher.to(device)
-    c = compress_weight(lin.weight.to(device), lp, fisher=F, act_sq=act_sq)
+    if stats.fisher is not None: stats.fisher = stats.fisher.to(device)
+    c = get_method(lp).compress(lin.weight.to(device), lp, stats)
     lin.weight.data.copy_(c.w_hat.to(lin.weight.device, lin.weight.dtype))
     res.outlier_counts[name] = c.n_outliers
     if keep_parts: res.parts[name] = _slim(c)
@@ -67,12 +68,15 @@ def compress_model(model, plan: Plan,
     lins = find_linears(model, arch)
     unknown = [n for n in plan.layers if n not in lins]
     if unknown: raise TenPakError(f"plan names a Linear this model does not have: {unknown[0]}")
+    for n, lp in plan:                                  # every method known and its options valid, before any work
+        try: get_method(lp)
+        except TenPakError as e: raise TenPakError(f"{n}: {e}") from None
     res = Applied(plan)
     if awq is None: awq = any(lp.awq and not lp.keep for _, lp in plan)
     if not needs_calibration(plan, awq):
         for n, lin in tqdm(lins.items(), desc='compress', disable=not progress, leave=False):
             if n in plan.layers:
-                _compress_linear(lin, plan[n], None if fisher is None else fisher.get(n), None, keep_parts, res, n, device)
+                _compress_linear(lin, plan[n], LayerStats(fisher=None if fisher is None else fisher.get(n)), keep_parts, res, n, device)
         res.seconds = time.perf_counter() - t0
         return res
     if calib is None: raise TenPakError("this plan needs calibration data (AWQ, activation outliers, Wanda or MSE clipping)")
@@ -81,15 +85,17 @@ def compress_model(model, plan: Plan,
         prefix = f"{arch.blocks}.{i}."
         rel = {n[len(prefix):]: lp for n, lp in plan if n.startswith(prefix)}
         F = {r: fisher[prefix + r].to(next(block.parameters()).device) for r in rel} if fisher is not None else None
+        hess = [r for r, lp in rel.items() if not lp.keep and 'hessian' in get_method(lp).needs]
         if awq:                                  # its capture pass also records the input statistics, folded
-            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel))
+            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess)
             res.awq[str(i)] = out.to_dict()
             st = out.stats
             if F is not None: F = out.scaled_fisher(F)
         else:
-            with linear_input_stats(block, list(rel)) as st: run_block(block, inp, keep=False)
+            with linear_input_stats(block, list(rel), hessian=hess) as st: run_block(block, inp, keep=False)
         for r, lp in rel.items():
-            _compress_linear(block.get_submodule(r), lp, None if F is None else F[r], st[r].sq_mean, keep_parts, res, prefix + r)
+            _compress_linear(block.get_submodule(r), lp, st[r].layer_stats(None if F is None else F[r]), keep_parts, res, prefix + r)
+            st.pop(r)                            # free its Hessian
 
     block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
     res.seconds = time.perf_counter() - t0

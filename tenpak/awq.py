@@ -226,13 +226,14 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
               max_tokens: int | None = None,     # search on the first batches holding this many tokens
               device=None,                       # compute device (default: the block's)
               stats: list[str] = (),             # also record these Linears' input statistics (`res.stats`), same pass
+              hessian: list[str] = (),           # ... and their input Hessians (x xᵀ) for these
              ) -> AwqResult:
     "Search AWQ scales for every group of Linears sharing an input in `block`, fold them in place, return what was done."
     if grid < 1: raise TenPakError(f"grid must be >= 1, got {grid}")
     device = torch.device(device) if device else next(block.parameters()).device
     todo, skipped = _plan_groups(block, plans, arch)
     res = AwqResult(skipped=skipped)
-    if not todo and not stats: return res
+    if not todo and not stats and not hessian: return res
     mods = {g[0]: _common(list(g[1])) for g in todo}
     caught = {name: [] for name in set(mods.values())}
     def catch(name):
@@ -241,7 +242,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     hooks = [block.get_submodule(n).register_forward_pre_hook(catch(n), with_kwargs=True) for n in caught]
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
     try:
-        with linear_input_stats(block, list({*stats, *(g[1][0] for g in todo)})) as st:
+        with linear_input_stats(block, list({*stats, *(g[1][0] for g in todo)}), hessian=hessian) as st:
             for h in _first_batches(inp.hs, max_tokens): block(h.to(device), *args, **kwargs)
     finally:
         for hk in hooks: hk.remove()
@@ -262,10 +263,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
         else: fold_norm(p, ls, s)
         for n, l in zip(lins, ls): res.scales[n] = _cols(s, l, hd)
     for n in stats:                    # a scaled Linear's input is divided by its column scale s
-        sc = res.scales.get(n)
-        if sc is not None:
-            sc = sc.to(st[n].abs_sum.device)
-            st[n].abs_sum /= sc; st[n].sq_sum /= sc * sc
+        if n in res.scales: st[n].rescale(res.scales[n])
         res.stats[n] = st[n]
     return res
 

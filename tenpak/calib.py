@@ -12,10 +12,11 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import get_arch, get_blocks, get_module
+from .core import LayerStats, get_arch, get_blocks, get_module
 
 # %% auto #0
-__all__ = ['to_device', 'BlockInputs', 'capture_inputs', 'run_block', 'ActStats', 'linear_input_stats', 'block_loop']
+__all__ = ['to_device', 'BlockInputs', 'capture_inputs', 'run_block', 'ActStats', 'linear_input_stats', 'block_loop',
+           'collect_stats']
 
 # %% ../nbs/08_calib.ipynb #23cca39f
 class _Stop(Exception): pass
@@ -88,26 +89,45 @@ def run_block(block: nn.Module, inp: BlockInputs, device=None, offload='cpu',
 # %% ../nbs/08_calib.ipynb #d70d30ce
 @dataclass
 class ActStats:
-    "Per-input-channel activation statistics of one Linear."
+    "Per-input-channel activation statistics of one Linear (and, when asked, the input's second moment x xᵀ)."
     abs_sum: torch.Tensor
     sq_sum: torch.Tensor
     n: int = 0
+    xtx: torch.Tensor | None = None       # (K, K) float32 sum of x xᵀ, only for Linears whose method needs a Hessian
+
     @property
     def abs_mean(self) -> torch.Tensor: return self.abs_sum / max(self.n, 1)
     @property
     def sq_mean(self) -> torch.Tensor: return self.sq_sum / max(self.n, 1)
+    @property
+    def hessian(self) -> torch.Tensor | None: return None if self.xtx is None else self.xtx / max(self.n, 1)
+
+    def rescale(self, s: torch.Tensor):
+        "Move to coordinates where the input is x / s (after an AWQ fold multiplied the weight's columns by s)."
+        s = s.to(self.abs_sum.device)
+        self.abs_sum /= s; self.sq_sum /= s * s
+        if self.xtx is not None: self.xtx /= s[:, None] * s[None, :]
+
+    def layer_stats(self, fisher: torch.Tensor | None = None) -> LayerStats:
+        "What a compression method receives."
+        return LayerStats(act_sq=self.sq_mean, hessian=self.hessian, fisher=fisher, n=self.n)
 
 @contextmanager
-def linear_input_stats(block: nn.Module, names: list[str] | None = None):
+def linear_input_stats(block: nn.Module, names: list[str] | None = None,
+                       hessian: list[str] | tuple = ()):   # also accumulate x xᵀ for these Linears
     "Within the context, record `ActStats` of the inputs of the Linears `names` (relative; default all) of `block`."
     stats, hooks = {}, []
-    mods = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and (names is None or n in names)}
+    mods = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and (names is None or n in names or n in hessian)}
     def hook(name):
         def f(mod, args):
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
             s = stats.get(name)
-            if s is None: s = stats[name] = ActStats(torch.zeros(x.shape[1], device=x.device), torch.zeros(x.shape[1], device=x.device))
+            if s is None:
+                K = x.shape[1]
+                s = stats[name] = ActStats(x.new_zeros(K), x.new_zeros(K),
+                                           xtx=x.new_zeros(K, K) if name in hessian else None)
             s.abs_sum += x.abs().sum(0); s.sq_sum += (x * x).sum(0); s.n += x.shape[0]
+            if s.xtx is not None: s.xtx.addmm_(x.T, x)
         return f
     for n, m in mods.items(): hooks.append(m.register_forward_pre_hook(hook(n)))
     try: yield stats
@@ -134,3 +154,16 @@ def block_loop(model, ids: torch.Tensor,
         inp = run_block(block, inp, device, offload)
         block.to(home)
     return inp
+
+# %% ../nbs/08_calib.ipynb #600e371b
+def collect_stats(model, ids: torch.Tensor,       # (n, T) calibration windows
+                  hessian: bool = True,            # also accumulate each Linear's x xᵀ
+                  batch_size: int = 8, device=None, progress: bool = True) -> dict:
+    "Full name -> `LayerStats` of every Linear inside the decoder blocks, measured on the float model's own activations."
+    arch, out = get_arch(model), {}
+    def step(i, block, inp):
+        names = [n for n, m in block.named_modules() if isinstance(m, nn.Linear)]
+        with linear_input_stats(block, names, hessian=names if hessian else ()) as st: run_block(block, inp, keep=False)
+        out.update({f"{arch.blocks}.{i}.{n}": st[n].layer_stats() for n in names})
+    block_loop(model, ids, step, batch_size=batch_size, device=device, progress=progress, desc='stats')
+    return out
