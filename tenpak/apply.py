@@ -79,7 +79,7 @@ def compress_model(model, plan: Plan,
                 _compress_linear(lin, plan[n], LayerStats(fisher=None if fisher is None else fisher.get(n)), keep_parts, res, n, device)
         res.seconds = time.perf_counter() - t0
         return res
-    if calib is None: raise TenPakError("this plan needs calibration data (AWQ, activation outliers, Wanda or MSE clipping)")
+    if calib is None: raise TenPakError("this plan needs calibration data (AWQ, GPTQ, activation outliers, Wanda or MSE clipping)")
 
     def step(i, block, inp):
         prefix = f"{arch.blocks}.{i}."

@@ -6,15 +6,17 @@ Docs: https://tenpak.github.io/tenpak/recipe.html.md"""
 
 # %% ../nbs/16_recipe.ipynb #3ff76521
 from __future__ import annotations
-import datetime, json
+import datetime, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, ATTN_TYPES, MLP_TYPES
 from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
-from .zoo import load_model
-from .eval import perplexity, as_windows, max_context
+from .zoo import load_model, default_seqlen
+from .eval import PPL, perplexity, as_windows, max_context
+from .calib import collect_stats
+from .core import LayerPlan, get_method
 from .fisher import fisher_diag
 from .plan import build_plan
 from .apply import compress_model
@@ -22,7 +24,7 @@ from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
 # %% auto #0
-__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'Result', 'run']
+__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'hessian_score', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
 ATTN, MLP = list(ATTN_TYPES), list(MLP_TYPES)
@@ -81,6 +83,25 @@ _CMP = [
     Recipe(name='budget-2.29-mse', strategy='14x attempt: budget-2.29 with Fisher-weighted MSE clipping', awq=True, allocation='budget',
            target_bpw=32 / 14, defaults=dict(clip='mse')),
 ]
+_DENSE64 = [dict(bits=b, group_size=g) for b in (2, 3, 4) for g in (64, 128, 256)]   # no g32: it can ride a GGUF Q4_1 grid
+_GPTQ = dict(method='gptq', opts={'act_order': True})
+def _gptq(bits, g, **kw):
+    return Recipe(name=f'gptq-int{bits}-g{g}', strategy=f'GPTQ INT{bits} g={g}, static groups, act-order', defaults=dict(bits=bits, group_size=g, **_GPTQ), **kw)
+def _budget(bpw, gptq=False, **kw):
+    name = ('gptq-budget-' if gptq else 'budget-') + f'{bpw:g}'
+    what = 'GPTQ inside, candidates scored by Hessian-weighted error after compensation' if gptq else 'Fisher-weighted RTN error'
+    return Recipe(name=name, strategy=f'Budget allocation at {bpw:g} bpw (INT2/3/4, g 64-256), {what}', allocation='budget',
+                  target_bpw=bpw, candidates=[{**c, **_GPTQ} for c in _DENSE64] if gptq else _DENSE64, **kw)
+_CMP += [_rtn(2, 128), _gptq(4, 128), _gptq(3, 128), _gptq(3, 64), _gptq(2, 64), _gptq(2, 128),
+         _budget(3.25), _budget(2.5), _budget(3.25, True), _budget(2.5, True),
+         Recipe(name='gptq-budget-2.29', strategy='14x attempt: GPTQ budget at 2.29 bpw (INT2/3/4, g 64-256), Hessian-weighted',
+                allocation='budget', target_bpw=32 / 14, candidates=[{**c, **_GPTQ} for c in _DENSE64]),
+         Recipe(name='awq-gptq-int3-g128', strategy='AWQ then GPTQ, INT3 g=128', awq=True, defaults=dict(bits=3, group_size=128, **_GPTQ)),
+         Recipe(name='gptq-out-int3-g128', strategy='GPTQ INT3 g=128 + 0.5% outliers chosen inside GPTQ (SpQR-style)',
+                defaults=dict(bits=3, group_size=128, outlier_frac=0.005, **_GPTQ)),
+         _seed('gptq-v16', 'v16 (Fisher groups, AWQ, 0.5% outliers) with GPTQ inside', _V16, allocation='fisher'),
+         _seed('gptq-v22', 'v22 (v16 + selective 3:4 MLP) with GPTQ / SparseGPT inside', _V22, allocation='fisher')]
+for _r in _CMP[-2:]: _r.defaults.update(method='gptq')      # no act-order: N:M runs are consecutive columns
 BUILTINS.update({r.name: r for r in _CMP})
 DEFAULT_RECIPE = 'rtn-int4-g128'
 
@@ -91,6 +112,23 @@ def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
     p = Path(name_or_path)
     if p.suffix in ('.yaml', '.yml', '.toml') or p.exists(): return Recipe.from_file(p)
     raise TenPakError(f"unknown recipe {name_or_path!r}; built-ins: {', '.join(BUILTINS)} (or a .yaml/.toml file)")
+
+# %% ../nbs/16_recipe.ipynb #3dab80f1
+def _uses_hessian(rec: Recipe) -> bool:
+    "Does any candidate (or the defaults) of a budget recipe use a method that needs the Hessian?"
+    sets = (rec.candidates or []) + [rec.defaults]
+    return any('hessian' in get_method(LayerPlan(**{**rec.defaults, **c}).method).needs for c in sets)
+
+def hessian_score(stats: dict, fisher: dict | None = None):
+    "A `budget_plan` score: the output error tr(E H Eᵀ) of a candidate's reconstruction (scaled to Fisher units when given)."
+    def score(name, W, lp):
+        st = stats[name]
+        F = None if fisher is None else fisher[name]
+        E = get_method(lp).compress(W, lp, type(st)(st.act_sq, st.hessian, F, st.n)).w_hat - W.float()
+        err = torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item()
+        if F is not None: err *= F.float().sum().item() / max(W.shape[0] * torch.diagonal(st.hessian).sum().item(), 1e-30)
+        return err
+    return score
 
 # %% ../nbs/16_recipe.ipynb #aec53bcd
 @dataclass
@@ -109,7 +147,7 @@ class Result:
 def run(recipe: str | Recipe = DEFAULT_RECIPE,
         model: str = 'ref-tiny',             # zoo name, local HF folder or hub id
         data: str = 'embedded',              # corpus name or local text path
-        seqlen: int = 256,                   # evaluation / calibration window
+        seqlen: int | None = None,           # evaluation / calibration window (default: the model's, `zoo.default_seqlen`)
         device: str | None = None,           # compute device; default: cuda if available else cpu
         dtype: torch.dtype | None = None,    # default: float32 on cpu, float16 on cuda
         stream: bool = False,                # keep weights on the CPU, visit `device` one block at a time
@@ -119,9 +157,11 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         log: str | Path | bool | None = None,   # log path; None: default log; False: do not log
         save_dir: str | Path | None = None,  # write plan.json and record.json here (and the packed checkpoint if pack=True)
         pack: bool = False,                  # also write a packed checkpoint to save_dir/packed
+        baseline: float | None = None,       # baseline PPL already measured on these windows (skips re-measuring it)
         progress: bool = True) -> Result:
     "Compress `model` with `recipe` and measure it."
     rec = get_recipe(recipe)
+    seqlen = seqlen or default_seqlen(model)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
     if pack and not save_dir: raise TenPakError("pack=True needs save_dir")
@@ -138,7 +178,8 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         train_ids = tokenize(tok, corpus.train)
     ppl = (lambda: perplexity_streaming(mdl, test, batch_size=batch_size, device=device, progress=progress)) if stream else \
           (lambda: perplexity(mdl, test, batch_size=batch_size, progress=progress))
-    with st('baseline_ppl'): base = ppl()
+    with st('baseline_ppl'):
+        base = ppl() if baseline is None else PPL(float(baseline), math.log(baseline), test[:, 1:].numel(), test.shape[1], len(test), 0.0)
     fisher = None
     if rec.needs_fisher:
         with st('fisher'):
@@ -149,7 +190,13 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
             fisher = (fisher_diag_streaming(mdl, win, device=device, progress=progress) if stream else
                       fisher_diag(mdl, win, checkpointing=big, accum_dtype=torch.bfloat16 if big else torch.float32,
                                   progress=progress)).diag
-    with st('plan'): plan = build_plan(mdl, rec, fisher, progress=progress)
+    score = None
+    if rec.allocation == 'budget' and _uses_hessian(rec):
+        with st('hessian'):
+            hs = collect_stats(mdl, calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1), batch_size=batch_size,
+                               device=device, progress=progress)
+            score = hessian_score(hs, fisher)
+    with st('plan'): plan = build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
     with st('compress'):
         calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1)
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, batch_size=batch_size,

