@@ -17,10 +17,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='tenpak', description='Extreme compression of LLM weights.')
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='compress a model with a recipe and log the result')
-    r.add_argument('--model', default='ref-tiny', help='zoo name (ref-tiny, ref-small), local HF folder or hub id')
+    r.add_argument('--model', default='ref-tiny', help='zoo name (ref-tiny, ref-small, smollm2-135m), a .gguf file, a local HF folder or a hub id')
     r.add_argument('--recipe', default=None, help='built-in recipe name or .yaml/.toml file (default rtn-int4-g128)')
     r.add_argument('--data', default='embedded', help='embedded, wikitext2, or a local text file / folder')
-    r.add_argument('--seqlen', type=int, default=256)
+    r.add_argument('--seqlen', type=int, default=None, help="window length (default: the model's, e.g. 256 for ref-tiny, 512 for smollm2-135m)")
     r.add_argument('--device', default=None)
     r.add_argument('--eval-windows', type=int, default=None, help='evaluate on the first N windows only')
     r.add_argument('--log', default=None, help='results log (default $TENPAK_LOG or runs/log.jsonl)')
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == 'recipes':
             from tenpak.recipe import BUILTINS
-            for n, r in BUILTINS.items(): print(f"{n:16s} {r.strategy}")
+            for n, r in BUILTINS.items(): print(f"{n:20s} {r.strategy}")
         elif args.cmd == 'table':
             from tenpak import log as rlog
             recs = rlog.load(args.log)
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                       eval_windows=args.eval_windows, seed=args.seed, log=False if args.no_log else args.log,
                       save_dir=args.save_dir, stream=args.stream, pack=args.pack, progress=sys.stderr.isatty())
             print('\n'.join(rlog.table([res.record]).strip().splitlines()[-3:]))
+            r = res.record
+            print(f"baseline PPL {r['ppl_base']:.3f} -> {r['ppl']:.3f} ({r['ppl_delta_pct']:+.2f}%) on {r['tokens']:,} held-out tokens, "
+                  f"seqlen {r['seqlen']}; {r['linear_bpw']:.3f} bits/weight over the Linears")
+            from tenpak.zoo import model_caveat
+            if cav := model_caveat(args.model): print(f"note: {args.model}: {cav}")
         return 0
     except TenPakError as e:
         print(f"tenpak: error: {e}", file=sys.stderr)
