@@ -6,7 +6,9 @@ Docs: https://tenpak.github.io/tenpak/plan.html.md"""
 
 # %% ../nbs/11_plan.ipynb #797b31bb
 from __future__ import annotations
-import heapq, json
+import json, math
+from typing import Callable, NamedTuple
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .core import TenPakError, LayerPlan, Plan, Recipe, find_linears
@@ -16,7 +18,8 @@ from .compress import compress_weight
 from .fisher import layer_scores
 
 # %% auto #0
-__all__ = ['DEFAULT_CANDIDATES', 'group_ladder', 'build_plan', 'budget_plan']
+__all__ = ['DEFAULT_CANDIDATES', 'group_ladder', 'build_plan', 'Candidate', 'recon_error', 'candidate_table', 'storage_unit',
+           'mckp', 'budget_plan']
 
 # %% ../nbs/11_plan.ipynb #e1feaecb
 def _fit(name: str, shape, settings: dict) -> LayerPlan:
@@ -47,7 +50,8 @@ def _ranked(names, scores):
 
 def build_plan(model, recipe: Recipe,
                fisher: dict[str, torch.Tensor] | None = None,   # name -> Fisher diagonal (N, K)
-               progress: bool = True) -> Plan:
+               progress: bool = True,
+               score: Callable | None = None) -> Plan:   # budget mode: score(name, W, lp) -> error (see `budget_plan`)
     "The per-Linear `Plan` of `recipe` for `model`."
     lins = find_linears(model)
     if recipe.needs_fisher and fisher is None: raise TenPakError(f"recipe {recipe.name!r} needs Fisher statistics")
@@ -69,7 +73,8 @@ def build_plan(model, recipe: Recipe,
     layers = {n: _fit(n, tuple(mod.weight.shape), settings[n]) for n, mod in lins.items()}
     plan = Plan(layers, {'recipe': recipe.name, 'allocation': recipe.allocation})
     if recipe.allocation == 'budget':
-        plan = budget_plan(model, recipe.target_bpw, fisher, candidates=recipe.candidates, base=plan, progress=progress)
+        plan = budget_plan(model, recipe.target_bpw, fisher, candidates=recipe.candidates, base=plan, progress=progress,
+                           score=score)
         plan.meta['recipe'] = recipe.name
     return plan
 
@@ -78,69 +83,120 @@ DEFAULT_CANDIDATES = [dict(bits=b, group_size=g, sparsity=s)
                       for b in (2, 3, 4, 8) for g in (32, 64, 128, 256, 1024)
                       for s in (None, '3:4', '2:4') if not (b == 8 and s)]
 
-def _hull(points):
-    "Lower convex hull of (bits, err, cfg) sorted by decreasing bits, error increasing."
-    pts = sorted(points, key=lambda p: (-p[0], p[1]))
-    hull = []
-    for p in pts:
-        if hull and p[0] == hull[-1][0]: continue   # same bits, no less error than the point kept
-        if hull and p[1] <= hull[-1][1]:     # fewer bits and no more error: dominates
-            hull.pop()
-            while hull and p[1] <= hull[-1][1]: hull.pop()
-        while len(hull) >= 2:
-            (b1, e1, _), (b2, e2, _) = hull[-2], hull[-1]
-            if (e2 - e1) * (b1 - p[0]) >= (p[1] - e1) * (b1 - b2): hull.pop()   # middle point above the chord
-            else: break
-        hull.append(p)
-    return hull
+class Candidate(NamedTuple):
+    "One scored configuration of one Linear."
+    bits: int           # exact storage bits (`linear_bits(...).total`, bias included)
+    err: float          # its score: the error the allocator minimises
+    lp: LayerPlan
 
-def budget_plan(model, target_bpw: float,
-                fisher: dict[str, torch.Tensor] | None = None,   # error weights; plain MSE when None
-                candidates: list[dict] | None = None,            # LayerPlan settings to choose among
-                base: Plan | None = None,                        # outlier / awq settings to keep per layer
-                progress: bool = True) -> Plan:
-    "Per-Linear configurations meeting `target_bpw` with the least Fisher-weighted error."
-    lins = find_linears(model)
-    candidates = candidates or DEFAULT_CANDIDATES
-    hulls, numel = {}, 0
-    for n, mod in tqdm(lins.items(), desc='budget', disable=not progress, leave=False):
+def recon_error(fisher: dict[str, torch.Tensor] | None = None   # name -> Fisher diagonal; plain squared error when None
+               ) -> Callable[[str, torch.Tensor, LayerPlan], float]:
+    "The default score: `score(name, W, lp)` = $\\sum F \\odot (W - \\hat W)^2$ of `compress_weight(W, lp)`."
+    def score(name, W, lp):
+        F = None if fisher is None else fisher[name].float()
+        d = (compress_weight(W, lp, fisher=F).w_hat - W).square_()
+        return (d if F is None else d.mul_(F)).sum().item()
+    return score
+
+def candidate_table(model,
+                    fisher: dict[str, torch.Tensor] | None = None,   # for the default score
+                    candidates: list[dict] | None = None,            # LayerPlan settings (default `DEFAULT_CANDIDATES`)
+                    base: Plan | None = None,                        # outlier / awq / clip settings to keep per layer
+                    score: Callable | None = None,                   # score(name, W, lp) -> error (default `recon_error(fisher)`)
+                    progress: bool = True) -> dict[str, list[Candidate]]:
+    "Every distinct candidate setting of every Linear, with its exact storage bits and its score."
+    score = score or recon_error(fisher)
+    table = {}
+    for n, mod in tqdm(find_linears(model).items(), desc='budget', disable=not progress, leave=False):
         W = mod.weight.detach().float()
-        F = None if fisher is None else fisher[n].float()
         # every setting of the base plan but the sizes (which the candidates choose); a candidate may override it
         extra = {k: v for k, v in (base[n].to_dict() if base else {}).items() if k not in ('bits', 'group_size', 'sparsity', 'note')}
         pts = {}
-        for c in candidates:
+        for c in candidates or DEFAULT_CANDIDATES:
             try: lp = _fit(n, tuple(W.shape), {**extra, **c})
             except TenPakError: continue
             key = json.dumps({**lp.to_dict(), 'note': ''}, sort_keys=True)      # identical settings are scored once
             if key in pts: continue
-            err = ((compress_weight(W, lp, fisher=F).w_hat - W) ** 2 * (1 if F is None else F)).sum().item()
-            pts[key] = (linear_bits(tuple(W.shape), lp).total, err, lp)
-        hulls[n] = _hull(list(pts.values()))
-        numel += W.numel()
-    budget = target_bpw * numel
-    pos = {n: 0 for n in lins}
-    total = sum(h[0][0] for h in hulls.values())
-    floor = sum(h[-1][0] for h in hulls.values())
-    if floor > budget: raise TenPakError(f"no candidate configuration reaches {target_bpw} bits/weight (the smallest is {floor / numel:.3f})")
-    heap = [((h[1][1] - h[0][1]) / (h[0][0] - h[1][0]), n) for n, h in hulls.items() if len(h) > 1]
-    heapq.heapify(heap)
-    while total > budget and heap:
-        _, n = heapq.heappop(heap)
-        h, i = hulls[n], pos[n]
-        total -= h[i][0] - h[i + 1][0]; pos[n] = i + 1
-        if i + 2 < len(h): heapq.heappush(heap, ((h[i + 2][1] - h[i + 1][1]) / (h[i + 1][0] - h[i + 2][0]), n))
-    total = _fill(hulls, pos, total, budget)
-    layers = {n: hulls[n][pos[n]][2] for n in lins}
-    return Plan(layers, {'allocation': 'budget', 'target_bpw': target_bpw, 'achieved_bpw': total / numel})
+            err = float(score(n, W, lp))
+            if not math.isfinite(err): raise TenPakError(f"{n}: the score of {lp.describe()} is {err}")
+            pts[key] = Candidate(linear_bits(tuple(W.shape), lp, mod.bias is not None).total, err, lp)
+        if not pts: raise TenPakError(f"{n}: no candidate configuration fits this layer")
+        table[n] = list(pts.values())
+    return table
 
-def _fill(hulls, pos, total, budget):
-    "Spend what the greedy left under the budget: best error-per-bit upgrades that still fit. Returns the new total."
-    while True:
-        best = None
-        for n, i in pos.items():
-            if i == 0: continue
-            (b0, e0, _), (b1, e1, _) = hulls[n][i - 1], hulls[n][i]
-            if total + b0 - b1 <= budget and (best is None or (e1 - e0) / (b0 - b1) > best[0]): best = ((e1 - e0) / (b0 - b1), n, b0 - b1)
-        if best is None: return total
-        pos[best[1]] -= 1; total += best[2]
+# %% ../nbs/11_plan.ipynb #ce36011a
+def _pareto(cost: list[int], err: list[float]) -> list[int]:
+    "Indices of the candidates no other beats (fewer-or-equal cost and no more error), by increasing cost and decreasing error."
+    keep = []
+    for i in sorted(range(len(cost)), key=lambda i: (cost[i], err[i])):
+        if not keep or err[i] < err[keep[-1]]: keep.append(i)     # a later one of equal cost has no less error
+    return keep
+
+def storage_unit(costs: list[list[int]],      # per layer, the candidates' storage bits
+                 numel: int,                  # weights the bits/weight are counted over
+                 resolution: float = 1e-3     # most bits/weight the rounding may cost over all layers
+                ) -> int:
+    "The solver's unit in bits: the gcd of every layer's storage differences, coarsened to keep `L·unit <= resolution·numel`."
+    g = 0
+    for c in costs:
+        for x in c: g = math.gcd(g, x - min(c))
+    g = g or 1      # every layer has one size
+    return g * max(1, int(resolution * numel / max(1, len(costs))) // g)
+
+def mckp(costs: list[list[int]],    # per layer, the candidates' costs (bits)
+         errs: list[list[float]],   # per layer, the candidates' errors
+         budget: float,             # most total cost
+         unit: int = 1              # cost differences within a layer are rounded up to multiples of it
+        ) -> list[int] | None:
+    "Per layer, the index of the candidate minimising the summed error with the total cost within `budget` (None: nothing fits)."
+    fronts = []
+    for c, e in zip(costs, errs):
+        lo = min(c)
+        r = [-(-(x - lo) // unit) for x in c]     # units above the layer's cheapest, rounded up
+        keep = _pareto(r, e)
+        fronts.append((keep, np.array([r[i] for i in keep]), np.array([e[i] for i in keep], dtype=np.float64)))
+    free = budget - sum(min(c) for c in costs)
+    if free < 0: return None
+    cap = math.floor(free / unit)
+    if cap * unit > free: cap -= 1        # float division rounded up to an integer
+    width = min(cap, sum(int(r[-1]) for _, r, _ in fronts)) + 1     # more units than every layer's best buy nothing
+    f, arg = np.zeros(width), []          # f[k]: least error of the layers so far within k units
+    for keep, r, e in fronts:
+        g, a = np.full(width, np.inf), np.zeros(width, np.uint8 if len(keep) < 256 else np.int32)
+        for j in range(len(keep)):
+            if r[j] >= width: break
+            cand = f[:width - r[j]] + e[j]
+            better = cand < g[r[j]:]
+            np.copyto(g[r[j]:], cand, where=better); np.copyto(a[r[j]:], j, where=better)
+        f = g; arg.append(a)
+    pick, k = [], width - 1
+    for (keep, r, _), a in zip(reversed(fronts), reversed(arg)):
+        j = int(a[k]); pick.append(keep[j]); k -= int(r[j])
+    return pick[::-1]
+
+# %% ../nbs/11_plan.ipynb #cf8c88a7
+def budget_plan(model, target_bpw: float,
+                fisher: dict[str, torch.Tensor] | None = None,   # error weights of the default score; plain MSE when None
+                candidates: list[dict] | None = None,            # LayerPlan settings to choose among
+                base: Plan | None = None,                        # outlier / awq settings to keep per layer
+                progress: bool = True,
+                score: Callable | None = None,                   # score(name, W, lp) -> error (default `recon_error(fisher)`)
+                table: dict[str, list[Candidate]] | None = None, # a `candidate_table` to reuse (then the four above are unused)
+                resolution: float = 1e-3) -> Plan:              # see `storage_unit`
+    "Per-Linear configurations within `target_bpw` with the least summed error (exact up to `resolution`)."
+    lins = find_linears(model)
+    table = table or candidate_table(model, fisher, candidates, base, score, progress)
+    if set(table) != set(lins): raise TenPakError("the candidate table does not match this model's Linears")
+    names = list(lins)
+    numel = sum(lins[n].weight.numel() for n in names)
+    costs, errs = [[c.bits for c in table[n]] for n in names], [[c.err for c in table[n]] for n in names]
+    unit = storage_unit(costs, numel, resolution)
+    pick = mckp(costs, errs, target_bpw * numel, unit)
+    if pick is None:
+        raise TenPakError(f"no candidate configuration reaches {target_bpw} bits/weight (the smallest is {sum(map(min, costs)) / numel:.3f})")
+    chosen = {n: table[n][j] for n, j in zip(names, pick)}
+    bits = sum(c.bits for c in chosen.values())
+    err = sum(c.err for c in chosen.values())       # the solver's own sum, in the same order
+    return Plan({n: c.lp for n, c in chosen.items()},
+                {'allocation': 'budget', 'target_bpw': target_bpw, 'achieved_bpw': bits / numel,
+                 'budget': {'error': err, 'unit_bits': unit, 'layers': {n: [c.bits, c.err] for n, c in chosen.items()}}})
