@@ -59,6 +59,9 @@ def build_plan(model, recipe: Recipe,
         missing = [n for n in lins if n not in fisher or tuple(fisher[n].shape) != tuple(lins[n].weight.shape)]
         if missing: raise TenPakError(f"Fisher statistics do not match this model (first mismatch: {missing[0]})")
     settings = {n: {**({'awq': True} if recipe.awq else {}), **recipe.layer_settings(n)} for n in lins}
+    for k, rule in enumerate(recipe.rules):            # a rule that matches nothing is a typo, not a no-op
+        if not any(rule.matches(n) for n in lins):
+            raise TenPakError(f"recipe {recipe.name!r}: rule {k} (match {rule.match}) matches no Linear of this model")
     if recipe.allocation == 'fisher' or any(r.group_range or r.sparsity_frac < 1 for r in recipe.rules):
         scores = layer_scores({n: fisher[n] for n in lins})
         for rule in recipe.rules:
