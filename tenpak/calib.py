@@ -71,9 +71,9 @@ def capture_inputs(model, ids: torch.Tensor, batch_size: int = 8, device=None, o
     _, args, kwargs = store[0]
     return BlockInputs([to_device(h, offload) for h, _, _ in store], to_device(args, offload), to_device(kwargs, offload))
 
-@torch.no_grad()
 def _out(y): return y[0] if isinstance(y, tuple) else y      # a block's output tensor (HF blocks may return tuples)
 
+@torch.no_grad()
 def run_block(block: nn.Module, inp: BlockInputs, device=None, offload='cpu',
               keep: bool = True,           # False: only run it (for hooks); returns None
              ) -> BlockInputs | None:
@@ -135,6 +135,7 @@ def linear_input_stats(block: nn.Module, names: list[str] | None = None,
         for h in hooks: h.remove()
 
 # %% ../nbs/08_calib.ipynb #2bb16f46
+@torch.no_grad()
 def block_loop(model, ids: torch.Tensor,
                step: Callable[[int, nn.Module, BlockInputs], None],   # compresses block i in place
                batch_size: int = 8,
