@@ -6,7 +6,7 @@ Docs: https://tenpak.github.io/tenpak/apply.html.md"""
 
 # %% ../nbs/12_apply.ipynb #9fdee1f1
 from __future__ import annotations
-import time
+import copy, time
 from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
@@ -23,7 +23,7 @@ __all__ = ['Applied', 'needs_calibration', 'compress_model']
 @dataclass
 class Applied:
     "What `compress_model` did."
-    plan: Plan
+    plan: Plan                                                    # the plan replayed, with the AWQ scales searched
     parts: dict[str, Compressed] = field(default_factory=dict)   # packable parts per Linear on the CPU, no w_hat (keep_parts=True)
     outlier_counts: dict[str, int] = field(default_factory=dict)
     awq: dict[str, dict] = field(default_factory=dict)            # per block: what the search chose
@@ -71,7 +71,7 @@ def compress_model(model, plan: Plan,
     for n, lp in plan:                                  # every method known and its options valid, before any work
         try: get_method(lp)
         except TenPakError as e: raise TenPakError(f"{n}: {e}") from None
-    res = Applied(plan)
+    res = Applied(copy.deepcopy(plan))
     if awq is None: awq = any(lp.awq and not lp.keep for _, lp in plan)
     if not needs_calibration(plan, awq):
         for n, lin in tqdm(lins.items(), desc='compress', disable=not progress, leave=False):
@@ -87,7 +87,9 @@ def compress_model(model, plan: Plan,
         F = {r: fisher[prefix + r].to(next(block.parameters()).device) for r in rel} if fisher is not None else None
         hess = [r for r, lp in rel.items() if not lp.keep and 'hessian' in get_method(lp).needs]
         if awq:                                  # its capture pass also records the input statistics, folded
-            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess)
+            given = {k[len(prefix):]: torch.tensor(v) for k, v in plan.awq.items() if k.startswith(prefix)}
+            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess, scales=given)
+            res.plan.awq.update({prefix + k: v.tolist() for k, v in out.found.items()})
             res.awq[str(i)] = out.to_dict()
             st = out.stats
             if F is not None: F = out.scaled_fisher(F)

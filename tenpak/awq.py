@@ -163,13 +163,15 @@ class AwqResult:
     row_scales: dict[str, torch.Tensor] = field(default_factory=dict)  # feeding Linear -> (N,) s its output rows were divided by
     skipped: dict[str, str] = field(default_factory=dict)              # feeding module -> why its group was not searched
     stats: dict[str, ActStats] = field(default_factory=dict)          # input statistics asked for, in folded coordinates
+    found: dict[str, torch.Tensor] = field(default_factory=dict)      # feeding module -> the scale folded (searched or replayed)
+    replayed: list[str] = field(default_factory=list)                 # feeding modules whose scale was given, not searched
 
     def scaled_fisher(self, fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "Fisher statistics (relative names) moved to the folded coordinates."
         return {n: fisher_in_scaled_coords(F, self.scales.get(n), self.row_scales.get(n)) for n, F in fisher.items()}
 
     def to_dict(self) -> dict:
-        return dict(groups=[g.to_dict() for g in self.groups], skipped=self.skipped)
+        return dict(groups=[g.to_dict() for g in self.groups], skipped=self.skipped, replayed=self.replayed)
 
 # %% ../nbs/10_awq.ipynb #14ccb26e
 def _common(names) -> str:
@@ -227,6 +229,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
               device=None,                       # compute device (default: the block's)
               stats: list[str] = (),             # also record these Linears' input statistics (`res.stats`), same pass
               hessian: list[str] = (),           # ... and their input Hessians (x xᵀ) for these
+              scales: dict[str, torch.Tensor] | None = None,   # feeding module -> scale found earlier: fold it, no search (replay)
              ) -> AwqResult:
     "Search AWQ scales for every group of Linears sharing an input in `block`, fold them in place, return what was done."
     if grid < 1: raise TenPakError(f"grid must be >= 1, got {grid}")
@@ -251,12 +254,17 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
         x = st[lins[0]]
         x_mean = x.abs_mean if hd is None else gqa_pool(x.abs_mean, block.get_submodule(prev).out_features, hd)
         expand = None if hd is None else (lambda s, K, hd=hd: s if K == s.numel() else gqa_expand(s, K, hd))
+        if scales and prev in scales:                 # replay: the plan already holds this group's scale
+            s = torch.as_tensor(scales[prev], dtype=torch.float32)
+            if s.numel() != x_mean.numel(): raise TenPakError(f"stored AWQ scale for {prev} has {s.numel()} channels, the block {x_mean.numel()}")
+            res.replayed.append(prev); found.append((prev, lins, hd, s)); continue
         ss = search_scale(block.get_submodule(mods[prev]), caught[mods[prev]], {n: block.get_submodule(n) for n in lins},
                           x_mean, plans, grid, fisher, x.sq_mean, expand)
         res.groups.append(AwqGroup(prev, tuple(lins), mods[prev], ss.alphas, ss.errs, ss.alpha))
         found.append((prev, lins, hd, ss.s))
     caught.clear()
     for prev, lins, hd, s in found:
+        res.found[prev] = s
         if (s == 1).all(): continue
         p, ls = block.get_submodule(prev), [block.get_submodule(n) for n in lins]
         if isinstance(p, nn.Linear): fold_linear(p, ls, s, hd); res.row_scales[prev] = s

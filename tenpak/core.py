@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'SPARSE_SCORES', 'STATS', 'METHODS', 'ARCHS', 'ATTN_TYPES',
-           'MLP_TYPES', 'TenPakError', 'parse_nm', 'LayerPlan', 'check_keys', 'LayerStats', 'Method', 'register_method',
-           'get_method', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module', 'get_blocks', 'layer_type',
-           'layer_kind', 'block_index', 'find_linears', 'rebuild_meta_buffers', 'check_finite', 'tiny_mistral']
+__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'SPARSE_SCORES', 'STATS', 'METHODS', 'PLAN_VERSION', 'ARCHS',
+           'ATTN_TYPES', 'MLP_TYPES', 'TenPakError', 'parse_nm', 'LayerPlan', 'check_keys', 'LayerStats', 'Method',
+           'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module', 'get_blocks',
+           'layer_type', 'layer_kind', 'block_index', 'find_linears', 'rebuild_meta_buffers', 'check_finite',
+           'tiny_mistral']
 
 # %% ../nbs/00_core.ipynb #2a0fd302
 class TenPakError(ValueError):
@@ -146,21 +147,34 @@ def get_method(lp_or_name) -> Method:
     return m
 
 # %% ../nbs/00_core.ipynb #0e302902
+PLAN_VERSION = 2      # 2: AWQ scales stored in the plan (`awq`); 1 had none
+
 @dataclass
 class Plan:
-    "Per-Linear compression plan: module name -> `LayerPlan`. JSON-serialisable."
+    "Per-Linear compression plan: module name -> `LayerPlan`, plus what searches found (AWQ scales). JSON-serialisable."
     layers: dict[str, LayerPlan] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    awq: dict[str, list[float]] = field(default_factory=dict)   # feeding module (full name) -> AWQ scale over its channels
+    version: int = PLAN_VERSION
+
+    def __post_init__(self):
+        if self.version not in (1, PLAN_VERSION): raise TenPakError(f"plan version {self.version} is not supported (this TenPak reads 1 and {PLAN_VERSION})")
 
     def __getitem__(self, name): return self.layers[name]
     def __iter__(self): return iter(self.layers.items())
     def __len__(self): return len(self.layers)
 
-    def to_dict(self) -> dict: return {'layers': {k: v.to_dict() for k, v in self.layers.items()}, 'meta': self.meta}
+    def to_dict(self) -> dict:
+        return {'version': self.version, 'layers': {k: v.to_dict() for k, v in self.layers.items()}, 'meta': self.meta,
+                'awq': {k: [float(x) for x in v] for k, v in self.awq.items()}}
     @classmethod
     def from_dict(cls, d: dict) -> 'Plan':
         check_keys(d, cls, 'plan')
-        return cls({k: LayerPlan.from_dict(v) for k, v in d.get('layers', {}).items()}, dict(d.get('meta', {})))
+        awq = d.get('awq', {})
+        if not isinstance(awq, dict) or not all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in awq.values()):
+            raise TenPakError("plan 'awq' must map module names to lists of numbers")
+        return cls({k: LayerPlan.from_dict(v) for k, v in d.get('layers', {}).items()}, dict(d.get('meta', {})),
+                   {k: list(v) for k, v in awq.items()}, d.get('version', 1))
 
     def save(self, path) -> Path:
         path = Path(path); path.write_text(json.dumps(self.to_dict(), indent=1)); return path

@@ -201,6 +201,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1)
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, batch_size=batch_size,
                                  device=device, keep_parts=pack, progress=progress)
+    plan = applied.plan                                  # with the AWQ scales the search found: replayable
     with st('compressed_ppl'): comp = ppl()
     bits = model_bits(mdl, plan, applied.outlier_counts)
     delta = (comp.ppl / base.ppl - 1) * 100
