@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'SPARSE_SCORES', 'STATS', 'METHODS', 'PLAN_VERSION', 'ARCHS',
-           'ATTN_TYPES', 'MLP_TYPES', 'TenPakError', 'parse_nm', 'LayerPlan', 'check_keys', 'LayerStats', 'Method',
-           'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module', 'get_blocks',
-           'layer_type', 'layer_kind', 'block_index', 'find_linears', 'rebuild_meta_buffers', 'check_finite',
-           'tiny_mistral']
+__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS', 'METHODS',
+           'PLAN_VERSION', 'ARCHS', 'ATTN_TYPES', 'MLP_TYPES', 'TenPakError', 'parse_nm', 'LayerPlan', 'check_keys',
+           'LayerStats', 'Method', 'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch',
+           'get_module', 'get_blocks', 'layer_type', 'layer_kind', 'block_index', 'find_linears',
+           'rebuild_meta_buffers', 'check_finite', 'tiny_mistral']
 
 # %% ../nbs/00_core.ipynb #2a0fd302
 class TenPakError(ValueError):
@@ -31,6 +31,7 @@ KEEP = 16                      # `bits=16` means: leave this Linear uncompressed
 CLIPS = ('minmax', 'mse')
 ZEROS = ('int', 'float')       # asymmetric zero point: integer (standard) or fractional fp16
 OUTLIER_METHODS = ('magnitude', 'fisher', 'activation')
+STORABLE_NM = ((2, 4), (3, 4))  # N:M patterns the packed format (and its kernels) store; a plan may use only these
 SPARSE_SCORES = ('magnitude', 'wanda', 'fisher')
 
 def parse_nm(v) -> tuple[int, int] | None:
@@ -64,6 +65,8 @@ class LayerPlan:
 
     def __post_init__(self):
         self.sparsity = parse_nm(self.sparsity)
+        if self.sparsity and self.sparsity not in STORABLE_NM:
+            raise TenPakError(f"sparsity {self.sparsity[0]}:{self.sparsity[1]} cannot be stored; packed checkpoints hold {', '.join(f'{n}:{m}' for n, m in STORABLE_NM)}")
         if self.bits not in BITS + (KEEP,): raise TenPakError(f"bits must be one of {BITS} (or {KEEP} to keep), got {self.bits}")
         if not isinstance(self.group_size, int) or self.group_size < 1: raise TenPakError(f"group_size must be a positive integer, got {self.group_size!r}")
         if self.zero not in ZEROS: raise TenPakError(f"zero must be one of {ZEROS}, got {self.zero!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import TenPakError, LayerPlan, Plan, find_linears, rebuild_meta_buffers
+from .core import TenPakError, STORABLE_NM, LayerPlan, Plan, find_linears, rebuild_meta_buffers
 from .outliers import CSR
 from .quant import group_count, pack_bits, unpack_bits
 from .compress import Compressed
@@ -42,7 +42,7 @@ def pack_linear(name: str, c: Compressed, bias: torch.Tensor | None = None, devi
     out = {}
     if lp.sparsity:
         n, m = lp.sparsity
-        if m != 4 or n not in (2, 3): raise TenPakError(f"{name}: packing supports 2:4 and 3:4 sparsity, got {n}:{m}")
+        if (n, m) not in STORABLE_NM: raise TenPakError(f"{name}: packing supports {STORABLE_NM} sparsity, got {n}:{m}")
         out[f'{name}.meta'] = K.pack_nm_meta(c.mask, n)
         kept = q.codes[c.mask].reshape(N, Kin * n // m)
     else: kept = q.codes
