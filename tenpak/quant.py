@@ -124,17 +124,10 @@ def quantize_codes(w: torch.Tensor,       # (N, K), or (N,) one column
     N, K = w.shape; G = scales.shape[1]
     return _round(w.float().reshape(N, G, K // G), scales[..., None], zeros[..., None], bits).reshape(N, K)
 
-def quantize(w: torch.Tensor,            # weight (N, K)
-             bits: int = 4,              # 2, 3, 4 or 8
-             group_size: int = 128,      # along K; >= K means per-channel
-             sym: bool = False,          # symmetric (scale only) vs asymmetric (scale + zero)
-             clip: str = 'minmax',       # 'minmax' or 'mse' (per-group search of a shrink ratio)
-             mask: torch.Tensor | None = None,    # bool (N, K): weights that count (e.g. N:M kept, not outliers)
-             importance: torch.Tensor | None = None,  # (N, K) or (K,) error weights for the MSE search (Fisher, act²)
-             grid: int = 20,             # MSE search: ratios 1, 1-1/grid*0.5, ... down to 0.5
-             zero: str = 'int',          # asymmetric zero point: 'int' (standard) or 'float'
-            ) -> QTensor:
-    "Group-quantize `w` along its input dimension: `group_params`, then `quantize_codes`."
+def quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, sym: bool = False, clip: str = 'minmax',
+             mask: torch.Tensor | None = None, importance: torch.Tensor | None = None, grid: int = 20,
+             zero: str = 'int') -> QTensor:
+    "Group-quantize `w` (N, K) along its input dimension: `group_params` (same arguments), then `quantize_codes`."
     s, z = group_params(w, bits, group_size, sym, clip, mask, importance, grid, zero)
     q = quantize_codes(w.detach(), s, z, bits).to(torch.uint8)
     return QTensor(q, s, z, bits, w.shape[1] // s.shape[1], sym)

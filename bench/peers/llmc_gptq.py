@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""GPTQ from llm-compressor (the real library, run in its own venv) on the decoder-block Linears of a model.
+
+Run by bench/quality.py with the peers venv's python (`scripts/peers_venv.sh` builds it):
+
+    /work/peers/bin/python bench/peers/llmc_gptq.py JOB.pt OUT_DIR
+
+JOB.pt (written by bench/quality.py) holds: model (name), seqlen, batch_size (1), calib ((n, seqlen) token windows: the same
+calibration windows TenPak's own recipes use), probe ((1, seqlen): the first evaluation window), configs
+([(bits, group), ...]), threads, dampening (None: llm-compressor's default).
+
+For each (bits, group): a fresh copy of the float model, then
+
+    oneshot(model=..., processor=tokenizer, dataset=DataLoader(calibration windows, batch 1),
+            recipe=GPTQModifier(config_groups={'group_0': QuantizationScheme(targets=['Linear'],
+                    weights=QuantizationArgs(num_bits=bits, type='int', symmetric=False, strategy='group',
+                                             group_size=group))},
+                                ignore=['lm_head'], actorder=None),
+            num_calibration_samples=n, shuffle_calibration_samples=False, pipeline='sequential')
+
+(the W{bits}A16 asymmetric group scheme, written out; actorder=None: plain column order). Where the group does
+not divide a Linear's input width (smollm2: 576 and g128), that Linear gets TenPak's fitted group
+(`tenpak.quant.fit_group`: g96), through one scheme per group size targeting the Linears by name. llm-compressor's weight
+observer is memoryless min-max; GPTQ's block size 128 and dampening 0.01 are its defaults.
+
+What comes back, per config, in OUT_DIR/w{bits}g{group}.pt: for every decoder-block Linear the weight the
+quantized model actually uses in its forward (compressed-tensors' fake quantization of the stored weight with its
+scale and zero point), as int8 codes + scale + zero point, so that bench/quality.py rebuilds it exactly
+((codes - zero) * scale) in a float model of the main venv and measures perplexity there, with the same code and
+windows as every other method. Checks recorded in OUT_DIR/result.json: the Linears quantized (count; lm_head
+untouched), the weights changed, at most 2**bits codes per group, the rebuilt weight equals the forward weight,
+and the NLL of the quantized model on the probe window as llm-compressor's own modules compute it (quality.py
+compares it with the rebuilt model's).
+"""
+import copy, json, os, platform, sys, time, traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def main(job_path: str, out_dir: str) -> int:
+    job = __import__('torch').load(job_path)
+    threads = int(job.get('threads') or 1)
+    os.environ['OMP_NUM_THREADS'] = str(threads)
+    os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+    import torch
+    torch.set_num_threads(threads)
+    import importlib.metadata as md
+    from torch.utils.data import DataLoader
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    from compressed_tensors.quantization.lifecycle.forward import forward_quantize
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import GPTQModifier
+    from common import load_float, block_linears, peer_groups
+    from tenpak.eval import next_token_nll
+
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    versions = {p: md.version(p) for p in ('llmcompressor', 'compressed-tensors', 'torch', 'transformers')}
+    versions['python'] = platform.python_version()
+    res = dict(versions=versions, threads=threads, model=job['model'], configs={})
+    write = lambda: (out / 'result.json').write_text(json.dumps(res, indent=1))
+
+    t0 = time.perf_counter()
+    base, tok = load_float(job['model'])
+    res['load_s'] = round(time.perf_counter() - t0, 2)
+    calib, probe = job['calib'], job['probe']
+    # llm-compressor's validate_model re-reads the config from model.config.name_or_path; a GGUF-loaded model's
+    # folder has no config.json, so point it at a copy of the (float) config.
+    cfg_dir = out / 'config'
+    base.config.save_pretrained(cfg_dir)
+    base.config.name_or_path = str(cfg_dir)
+    names = list(block_linears(base))
+    orig = {n: m.weight.detach().clone() for n, m in block_linears(base).items()}
+    lm_head0 = base.get_output_embeddings().weight.detach().clone()
+    res['linears'] = len(names)
+    res['calib_windows'], res['seqlen'] = list(calib.shape), int(calib.shape[1])
+    write()
+
+    for bits, group in job['configs']:
+        key = f'w{bits}g{group}'
+        rec = res['configs'][key] = dict(bits=bits, group=group)
+        try:
+            t1 = time.perf_counter()
+            model = copy.deepcopy(base)
+            loader = DataLoader([{'input_ids': w, 'attention_mask': torch.ones_like(w)} for w in calib],
+                                batch_size=int(job.get('batch_size') or 1))
+            gs = peer_groups(block_linears(model), group)
+            by_g = {}
+            for n, g in gs.items(): by_g.setdefault(g, []).append(n)
+            args = lambda g: QuantizationArgs(num_bits=bits, type='int', symmetric=False, strategy='group', group_size=g)
+            # one scheme on every Linear when the group divides all widths; else one per fitted group, by module name
+            schemes = ({'group_0': QuantizationScheme(targets=['Linear'], weights=args(group))} if set(by_g) == {group} else
+                       {f'group_{i}': QuantizationScheme(targets=ns, weights=args(g)) for i, (g, ns) in enumerate(sorted(by_g.items()))})
+            rec['groups'] = {str(g): len(ns) for g, ns in sorted(by_g.items())}
+            kw = {} if job.get('dampening') is None else dict(dampening_frac=job['dampening'])
+            recipe = GPTQModifier(config_groups=schemes, ignore=['lm_head'], actorder=None, **kw)
+            model = oneshot(model=model, processor=tok, dataset=loader, recipe=recipe,
+                            num_calibration_samples=len(calib), shuffle_calibration_samples=False,
+                            pipeline='sequential')
+            rec['oneshot_s'] = round(time.perf_counter() - t1, 2)
+            mods = dict(model.named_modules())
+            quantized = [n for n, m in mods.items() if getattr(m, 'quantization_scheme', None) is not None]
+            rec['quantized_linears'] = len(quantized)
+            rec['unexpected_quantized'] = sorted(set(quantized) - set(names))
+            rec['block_linears_not_quantized'] = sorted(set(names) - set(quantized))
+            rec['lm_head_changed'] = bool((model.get_output_embeddings().weight != lm_head0).any())
+            # NLL of the probe window through llm-compressor's own (fake-quantizing) modules
+            with torch.no_grad():
+                rec['probe_nll'] = next_token_nll(model(probe).logits, probe, reduction='mean').item()
+            saved, max_rebuild, max_stored, max_codes, changed = {}, 0.0, 0.0, 0, 0
+            for n in names:
+                m = mods[n]
+                sch = m.quantization_scheme.weights
+                with torch.no_grad():
+                    w = m.weight.detach()
+                    w_fwd = forward_quantize(m, w, 'weight', sch)          # what forward multiplies with
+                    scale, zp = m.weight_scale.detach(), m.weight_zero_point.detach()
+                    g = gs[n]
+                    s = scale.repeat_interleave(g, dim=1).float()
+                    z = zp.repeat_interleave(g, dim=1).float()
+                    codes = torch.round(w_fwd.float() / s + z)
+                    rebuilt = (codes - z) * s
+                max_rebuild = max(max_rebuild, (rebuilt - w_fwd.float()).abs().max().item())
+                max_stored = max(max_stored, (w_fwd - w).abs().max().item())
+                per_group = codes.reshape(codes.shape[0], -1, g)
+                levels = (per_group.amax(-1) - per_group.amin(-1) + 1).max().item()
+                max_codes = max(max_codes, int(levels))
+                changed += int(not torch.equal(w_fwd, orig[n]))
+                saved[n] = dict(codes=codes.to(torch.int8), scale=scale.float(), zero=zp.float(), group=g)
+            rec.update(max_abs_rebuilt_minus_forward=max_rebuild, max_abs_forward_minus_stored=max_stored,
+                       max_codes_per_group=max_codes, linears_changed=changed,
+                       codes_range=[float(min(v['codes'].min() for v in saved.values())),
+                                    float(max(v['codes'].max() for v in saved.values()))])
+            torch.save(saved, out / f'{key}.pt')
+            rec['file'] = f'{key}.pt'
+            rec['seconds'] = round(time.perf_counter() - t1, 2)
+            del model, saved
+        except Exception as e:
+            rec['error'] = f'{type(e).__name__}: {e}'.splitlines()[0][:400]
+            rec['traceback'] = traceback.format_exc()[-3000:]
+        write()
+        print(f'[llmc_gptq] {key}: ' + (rec.get('error') or f"{rec['seconds']} s, probe NLL {rec['probe_nll']:.4f}"),
+              flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    if len(sys.argv) != 3: sys.exit(__doc__)
+    sys.exit(main(sys.argv[1], sys.argv[2]))

