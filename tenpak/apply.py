@@ -56,6 +56,7 @@ def compress_model(model, plan: Plan,
                    fisher: dict[str, torch.Tensor] | None = None,   # Linear name -> Fisher diagonal
                    awq: bool | None = None,                         # search and fold AWQ scales (default: if any plan asks)
                    awq_grid: int = 20,
+                   awq_tokens: int | None = None,                   # AWQ searches on the first batches holding this many tokens
                    batch_size: int = 8,
                    device=None,                                     # compute device (default: the model's)
                    offload='cpu',                                   # where calibration activations wait
@@ -88,7 +89,8 @@ def compress_model(model, plan: Plan,
         hess = [r for r, lp in rel.items() if not lp.keep and 'hessian' in get_method(lp).needs]
         if awq:                                  # its capture pass also records the input statistics, folded
             given = {k[len(prefix):]: torch.tensor(v) for k, v in plan.awq.items() if k.startswith(prefix)}
-            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess, scales=given)
+            out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess, scales=given,
+                            max_tokens=awq_tokens)
             res.plan.awq.update({prefix + k: v.tolist() for k, v in out.found.items()})
             res.awq[str(i)] = out.to_dict()
             st = out.stats

@@ -225,7 +225,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
               arch: Arch,                        # which module feeds which Linears
               grid: int = 20,                    # alpha grid points in [0, 1)
               fisher: dict[str, torch.Tensor] | None = None,   # relative name -> (N, K) Fisher, unscaled
-              max_tokens: int | None = None,     # search on the first batches holding this many tokens
+              max_tokens: int | None = None,     # search on the first batches holding this many tokens (statistics: all)
               device=None,                       # compute device (default: the block's)
               stats: list[str] = (),             # also record these Linears' input statistics (`res.stats`), same pass
               hessian: list[str] = (),           # ... and their input Hessians (x xᵀ) for these
@@ -246,7 +246,11 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
     try:
         with linear_input_stats(block, list({*stats, *(g[1][0] for g in todo)}), hessian=hessian) as st:
-            for h in _first_batches(inp.hs, max_tokens): block(h.to(device), *args, **kwargs)
+            first = len(_first_batches(inp.hs, max_tokens))     # the search sees these; the statistics see every batch
+            for k, h in enumerate(inp.hs):
+                if k == first:
+                    for hk in hooks: hk.remove()
+                block(h.to(device), *args, **kwargs)
     finally:
         for hk in hooks: hk.remove()
     found = []

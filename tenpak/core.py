@@ -242,6 +242,7 @@ class Recipe:
     rules: list[Rule] = field(default_factory=list)
     awq: bool = False                       # search + fold AWQ scales (needs calibration data)
     awq_grid: int = 20                      # alpha grid points in [0, 1)
+    awq_tokens: int | None = 8192           # AWQ searches on the first calibration batches holding this many tokens (None: all)
     allocation: str = 'static'              # 'static' | 'fisher' (use group_range / sparsity_frac) | 'budget'
     target_bpw: float | None = None         # budget mode: bits per weight over the Linears
     candidates: list[dict] | None = None    # budget mode: LayerPlan settings to choose among (default: plan.DEFAULT_CANDIDATES)
@@ -255,6 +256,7 @@ class Recipe:
         self.rules = [r if isinstance(r, Rule) else Rule.from_dict(r) for r in self.rules]
         if self.allocation not in ('static', 'fisher', 'budget'): raise TenPakError(f"allocation must be static, fisher or budget, got {self.allocation!r}")
         if self.allocation == 'budget' and not self.target_bpw: raise TenPakError("allocation 'budget' needs target_bpw")
+        if self.awq_tokens is not None and self.awq_tokens < 1: raise TenPakError(f"awq_tokens must be >= 1 (or null for all), got {self.awq_tokens}")
         if self.awq_grid < 1: raise TenPakError(f"awq_grid must be >= 1, got {self.awq_grid}")
         for c in self.candidates or []: check_keys(c, LayerPlan, 'candidate'); LayerPlan(**c)
 

@@ -199,7 +199,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     with st('plan'): plan = build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
     with st('compress'):
         calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1)
-        applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, batch_size=batch_size,
+        applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
                                  device=device, keep_parts=pack, progress=progress)
     plan = applied.plan                                  # with the AWQ scales the search found: replayable
     with st('compressed_ppl'): comp = ppl()
