@@ -11,6 +11,7 @@ from .core import LayerPlan, Plan, find_linears
 from .quant import group_count
 from .sparse import nm_meta_bits
 from .outliers import n_outliers
+from .formats import stored_tensors, tensor_bits
 
 # %% auto #0
 __all__ = ['LayerBits', 'linear_bits', 'ModelBits', 'model_bits']
@@ -32,22 +33,13 @@ class LayerBits:
     def bpw(self) -> float: return self.total / self.numel
 
 def linear_bits(shape: tuple[int, int], lp: LayerPlan, has_bias: bool = False, n_out: int | None = None) -> LayerBits:
-    "Exact storage bits of a `(N, K)` Linear compressed with `lp` (`n_out` overrides the outlier count)."
+    "Exact storage bits of a `(N, K)` Linear compressed with `lp`: the sizes of the tensors `formats.stored_tensors` lists (`n_out` overrides the outlier count)."
     N, K = shape
-    lb = LayerBits(N * K, bias=16 * N if has_bias else 0)
-    if lp.keep:
-        lb.values = 16 * N * K
-        return lb
-    kept = N * K
-    if lp.sparsity:
-        n, m = lp.sparsity
-        kept = N * K * n // m
-        lb.meta = N * (K // m) * nm_meta_bits(n, m)
-    lb.values = lp.bits * kept
-    lb.groups = N * group_count(K, lp.group_size) * (16 if lp.sym else 32)
-    nnz = n_outliers(N * K, lp.outlier_frac) if n_out is None else n_out
-    if nnz: lb.outliers = nnz * (16 + (16 if K <= 65536 else 32)) + 32 * (N + 1)
-    return lb
+    nnz = 0 if lp.keep else n_outliers(N * K, lp.outlier_frac) if n_out is None else n_out
+    b = tensor_bits(stored_tensors(lp, N, K, has_bias, nnz))
+    return LayerBits(N * K, values=b.get('weight', 0) + b.get('qweight', 0) + b.get('qbits', 0),
+                     groups=b.get('scales', 0) + b.get('zeros', 0), outliers=b.get('crow', 0) + b.get('col', 0) + b.get('val', 0),
+                     meta=b.get('meta', 0), bias=b.get('bias', 0))
 
 # %% ../nbs/04_accounting.ipynb #8a3e2d90
 @dataclass

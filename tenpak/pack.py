@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .formats import stored_tensors
 from .core import TenPakError, STORABLE_NM, LayerPlan, Plan, find_linears, rebuild_meta_buffers
 from .outliers import CSR
 from .quant import group_count, pack_bits, unpack_bits
@@ -216,13 +217,8 @@ def load_packed(path, device='cpu', dtype=torch.float16, verify: bool = True):
 
 def _check_parts(n, lp, N, Kin, own):
     "Validate a Linear's packed tensors against its plan and shape."
-    G = group_count(Kin, lp.group_size)
-    kc = Kin * lp.sparsity[0] // lp.sparsity[1] if lp.sparsity else Kin
-    want = {'scales': (torch.float16, (G, N))}
-    if not lp.sym: want['zeros'] = (torch.float16, (G, N))
-    if lp.bits == 4: want['qweight'] = (torch.int32, (kc // 8, N))
-    else: want['qbits'] = (torch.uint8, ((N * kc * lp.bits + 7) // 8,))
-    if lp.sparsity: want['meta'] = (torch.int32, (Kin // (32 if lp.sparsity[0] == 2 else 64), N))
+    try: want = stored_tensors(lp, N, Kin)        # the format's one description (outliers and bias checked below)
+    except TenPakError as e: raise TenPakError(f"{n}: {e}") from None
     for k, (dt, shape) in want.items():
         if k not in own: raise TenPakError(f"checkpoint lacks {n}.{k}")
         if own[k].dtype != dt or tuple(own[k].shape) != shape: raise TenPakError(f"{n}.{k} has {own[k].dtype} {tuple(own[k].shape)}, expected {dt} {shape}")

@@ -16,6 +16,8 @@ from .quant import fit_group
 from .accounting import linear_bits
 from .compress import compress_weight
 from .fisher import layer_scores
+from .formats import check_storable
+
 
 # %% auto #0
 __all__ = ['DEFAULT_CANDIDATES', 'group_ladder', 'build_plan', 'Candidate', 'recon_error', 'candidate_table', 'storage_unit',
@@ -37,6 +39,7 @@ def _fit(name: str, shape, settings: dict) -> LayerPlan:
         if K % m: raise TenPakError(f"{name}: {n}:{m} sparsity needs in_features divisible by {m}, got {K}")
         if lp.group_size % m: raise TenPakError(f"{name}: group size {lp.group_size} must be a multiple of M={m} for {n}:{m} sparsity")
     lp.note = '; '.join(notes)
+    check_storable(lp, N, K, name)              # a plan the packed format cannot hold is refused now, not at save
     return lp
 
 # %% ../nbs/11_plan.ipynb #6f498b69
