@@ -19,11 +19,13 @@ def main(argv=None):
     ap.add_argument('--model', default='ref-tiny')
     ap.add_argument('--eval-windows', type=int, default=None)
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--configs', default=None, help='method:bits:group,... (default: all of CONFIGS)')
     ap.add_argument('--out', default=str(Path(__file__).resolve().parents[1] / 'results' / 'zeros.md'))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows, base, t0 = [], None, time.time()
-    for method, bits, g in CONFIGS:
+    configs = CONFIGS if not a.configs else [(m, int(b), int(g)) for m, b, g in (c.split(':') for c in a.configs.split(','))]
+    for method, bits, g in configs:
         d = {}
         for zero in ('int', 'float'):
             opts = {'act_order': True} if method == 'gptq' else {}
@@ -34,7 +36,7 @@ def main(argv=None):
         rows.append((method, bits, g, d))
     r0 = rows[0][3]['int']
     lines = [f"<!-- BEGIN {a.model} -->", f"## {a.model}", "",
-             f"Command: `python bench/zeros.py --model {a.model}" + (f" --eval-windows {a.eval_windows}" if a.eval_windows else '') + "` — "
+             f"Command: `python bench/zeros.py --model {a.model}" + (f" --eval-windows {a.eval_windows}" if a.eval_windows else '') + (f" --configs {a.configs}" if a.configs else '') + "` — "
              f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, {platform.processor() or platform.machine()} "
              f"({a.threads} threads), {time.time() - t0:.0f} s. Float PPL {r0['ppl_base']:.3f} on {r0['tokens']:,} held-out tokens "
              f"(seqlen {r0['seqlen']}). Same bits either way: the zero is stored in 16 bits per group in both cases.", "",
