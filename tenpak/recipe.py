@@ -6,7 +6,7 @@ Docs: https://tenpak.github.io/tenpak/recipe.html.md"""
 
 # %% ../nbs/16_recipe.ipynb #3ff76521
 from __future__ import annotations
-import datetime, json, math
+import dataclasses, datetime, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -124,7 +124,7 @@ def hessian_score(stats: dict, fisher: dict | None = None):
     def score(name, W, lp):
         st = stats[name]
         F = None if fisher is None else fisher[name]
-        E = get_method(lp).compress(W, lp, type(st)(st.act_sq, st.hessian, F, st.n)).w_hat - W.float()
+        E = get_method(lp).compress(W, lp, dataclasses.replace(st, fisher=F)).w_hat - W.float()
         err = torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item()
         if F is not None: err *= F.float().sum().item() / max(W.shape[0] * torch.diagonal(st.hessian).sum().item(), 1e-30)
         return err
