@@ -37,7 +37,7 @@ def needs_calibration(plan: Plan, awq: bool = False) -> bool:
 def _compress_linear(lin, lp, stats: LayerStats, keep_parts, res, name, device=None):
     device = device or lin.weight.device
     if stats.fisher is not None: stats.fisher = stats.fisher.to(device)
-    c = get_method('rtn' if lp.keep else lp).compress(lin.weight.to(device), lp, stats)   # a kept layer is stored as it is, whatever the method
+    c = get_method(lp).compress(lin.weight.to(device), lp, stats)
     lin.weight.data.copy_(c.w_hat.to(lin.weight.device, lin.weight.dtype))
     res.outlier_counts[name] = c.n_outliers
     if keep_parts: res.parts[name] = _slim(c)

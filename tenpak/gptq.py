@@ -12,7 +12,7 @@ from .core import TenPakError, LayerPlan, LayerStats, Method, register_method
 from .quant import QTensor, group_count, group_params, quantize_codes, dequantize
 from .sparse import nm_mask
 from .outliers import n_outliers, to_csr
-from .compress import Compressed
+from .compress import Compressed, compress_weight
 
 # %% auto #0
 __all__ = ['GPTQ', 'GPTQOptions', 'hinv_cholesky', 'gptq']
@@ -53,7 +53,7 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
         ) -> Compressed:
     "Compress `W` as `lp` says, compensating each column's rounding error on the columns not yet rounded."
     opts = opts or GPTQOptions()
-    if lp.keep: return Compressed(lp, None, None, None, W.detach().float().half().float())
+    if lp.keep: return compress_weight(W, lp)       # stored as it is: nothing to compensate
     N, K = W.shape
     if tuple(H.shape) != (K, K): raise TenPakError(f"gptq: Hessian is {tuple(H.shape)}, weight has {K} inputs")
     if not torch.isfinite(W).all(): raise TenPakError("weight contains NaN or inf")
@@ -120,6 +120,7 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
 
 # %% ../nbs/04c_gptq.ipynb #329eec48
 def _gptq(w: torch.Tensor, lp: LayerPlan, stats: LayerStats | None = None) -> Compressed:
+    if lp.keep: return compress_weight(w, lp)       # stored as it is: nothing to compensate, no statistics needed
     if stats is None or stats.hessian is None: raise TenPakError("method 'gptq' needs the input Hessian: run it with calibration data")
     imp = None if lp.clip != 'mse' else (stats.fisher if stats.fisher is not None else torch.diagonal(stats.hessian))
     return gptq(w, stats.hessian, lp, GPTQOptions(**lp.opts), importance=imp)
