@@ -99,9 +99,9 @@ def _compressed(w, lp, s, fisher, act_sq):
 
 @dataclass
 class ScaleSearch:
-    "Output error of one group at every alpha of the grid, and the winner."
+    "Output error of one group at the alphas the search evaluated (increasing), and the winner."
     alphas: list[float]
-    errs: list[float]          # module output MSE at each alpha
+    errs: list[float]          # module output MSE at each evaluated alpha
     alpha: float               # chosen (least error; the smaller alpha on ties)
     s: torch.Tensor            # (C,) chosen scale over the feeding channels
     @property
@@ -119,24 +119,34 @@ def search_scale(module: nn.Module,                     # smallest module contai
                  fisher: dict[str, torch.Tensor] | None = None,   # (N, K) Fisher per Linear, unscaled coordinates
                  act_sq: torch.Tensor | None = None,    # (K,) mean x² of the Linears' input
                  expand: Callable | None = None,        # (s, K) -> a Linear's (K,) column scale (GQA); default identity
+                 coarse: int = 4,                       # first every `coarse`-th grid point, then halve the step around the best; 1: all
                 ) -> ScaleSearch:
-    "Grid-search AWQ's alpha for one group; the module's weights are restored after."
+    "Search AWQ's alpha on the grid for one group (coarse to fine); the module's weights are restored after."
     if grid < 1: raise TenPakError(f"grid must be >= 1, got {grid}")
+    if coarse < 1 or coarse & (coarse - 1): raise TenPakError(f"coarse must be a power of two, got {coarse}")
     expand = expand or (lambda s, K: s)
     fisher = fisher or {}
     ref = [_out(module(*a, **k)).float() for a, k in inputs]
     orig = {n: l.weight.detach().clone() for n, l in linears.items()}
-    alphas, errs = [i / grid for i in range(grid)], []
-    try:
-        for alpha in alphas:
-            s = awq_scale(x_mean, alpha)
+    seen: dict[int, float] = {}                          # grid index -> error
+    def err(i):
+        if i not in seen:
+            s = awq_scale(x_mean, i / grid)
             for n, l in linears.items():
                 l.weight.copy_(_compressed(orig[n], plans.get(n), expand(s, l.in_features), fisher.get(n), act_sq))
-            errs.append(_mse(module, inputs, ref))
+            seen[i] = _mse(module, inputs, ref)
+        return seen[i]
+    best = lambda idx: min(idx, key=lambda i: (err(i), i))        # least error, the smaller alpha on ties
+    try:
+        step = coarse
+        b = best(range(0, grid, step))
+        while step > 1:
+            step //= 2
+            b = best([i for i in (b - step, b, b + step) if 0 <= i < grid])
     finally:
         for n, l in linears.items(): l.weight.copy_(orig[n])
-    best = min(range(len(errs)), key=errs.__getitem__)
-    return ScaleSearch(alphas, errs, alphas[best], awq_scale(x_mean, alphas[best]).cpu())
+    idx = sorted(seen)
+    return ScaleSearch([i / grid for i in idx], [seen[i] for i in idx], b / grid, awq_scale(x_mean, b / grid).cpu())
 
 # %% ../nbs/10_awq.ipynb #16e9a1b9
 @dataclass
@@ -230,6 +240,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
               stats: list[str] = (),             # also record these Linears' input statistics (`res.stats`), same pass
               hessian: list[str] = (),           # ... and their input Hessians (x xᵀ) for these
               scales: dict[str, torch.Tensor] | None = None,   # feeding module -> scale found earlier: fold it, no search (replay)
+              coarse: int = 4,                   # `search_scale`: coarse-to-fine step (1: every grid point)
              ) -> AwqResult:
     "Search AWQ scales for every group of Linears sharing an input in `block`, fold them in place, return what was done."
     if grid < 1: raise TenPakError(f"grid must be >= 1, got {grid}")
@@ -263,7 +274,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
             if s.numel() != x_mean.numel(): raise TenPakError(f"stored AWQ scale for {prev} has {s.numel()} channels, the block {x_mean.numel()}")
             res.replayed.append(prev); found.append((prev, lins, hd, s)); continue
         ss = search_scale(block.get_submodule(mods[prev]), caught[mods[prev]], {n: block.get_submodule(n) for n in lins},
-                          x_mean, plans, grid, fisher, x.sq_mean, expand)
+                          x_mean, plans, grid, fisher, x.sq_mean, expand, coarse)
         res.groups.append(AwqGroup(prev, tuple(lins), mods[prev], ss.alphas, ss.errs, ss.alpha))
         found.append((prev, lins, hd, ss.s))
     caught.clear()

@@ -21,7 +21,7 @@ from .formats import check_storable
 
 # %% auto #0
 __all__ = ['DEFAULT_CANDIDATES', 'group_ladder', 'build_plan', 'Candidate', 'recon_error', 'candidate_table', 'storage_unit',
-           'mckp', 'budget_plan']
+           'mckp', 'budget_plan', 'stored_table', 'rebudget']
 
 # %% ../nbs/11_plan.ipynb #e1feaecb
 def _fit(name: str, shape, settings: dict) -> LayerPlan:
@@ -181,20 +181,9 @@ def mckp(costs: list[list[int]],    # per layer, the candidates' costs (bits)
     return pick[::-1]
 
 # %% ../nbs/11_plan.ipynb #cf8c88a7
-def budget_plan(model, target_bpw: float,
-                fisher: dict[str, torch.Tensor] | None = None,   # error weights of the default score; plain MSE when None
-                candidates: list[dict] | None = None,            # LayerPlan settings to choose among
-                base: Plan | None = None,                        # outlier / awq settings to keep per layer
-                progress: bool = True,
-                score: Callable | None = None,                   # score(name, W, lp) -> error (default `recon_error(fisher)`)
-                table: dict[str, list[Candidate]] | None = None, # a `candidate_table` to reuse (then the four above are unused)
-                resolution: float = 1e-3) -> Plan:              # see `storage_unit`
-    "Per-Linear configurations within `target_bpw` with the least summed error (exact up to `resolution`)."
-    lins = find_linears(model)
-    table = table or candidate_table(model, fisher, candidates, base, score, progress)
-    if set(table) != set(lins): raise TenPakError("the candidate table does not match this model's Linears")
-    names = list(lins)
-    numel = sum(lins[n].weight.numel() for n in names)
+def _solve(table: dict[str, list[Candidate]], numel: int, target_bpw: float, resolution: float, meta: dict) -> Plan:
+    "The least-error choice of one candidate per layer within `target_bpw · numel` bits; the table is kept in the plan."
+    names = list(table)
     costs, errs = [[c.bits for c in table[n]] for n in names], [[c.err for c in table[n]] for n in names]
     unit = storage_unit(costs, numel, resolution)
     pick = mckp(costs, errs, target_bpw * numel, unit)
@@ -203,6 +192,37 @@ def budget_plan(model, target_bpw: float,
     chosen = {n: table[n][j] for n, j in zip(names, pick)}
     bits = sum(c.bits for c in chosen.values())
     err = sum(c.err for c in chosen.values())       # the solver's own sum, in the same order
+    stored = {n: [[c.bits, c.err, c.lp.to_dict()] for c in table[n]] for n in names}
     return Plan({n: c.lp for n, c in chosen.items()},
-                {'allocation': 'budget', 'target_bpw': target_bpw, 'achieved_bpw': bits / numel,
-                 'budget': {'error': err, 'unit_bits': unit, 'layers': {n: [c.bits, c.err] for n, c in chosen.items()}}})
+                {**meta, 'allocation': 'budget', 'target_bpw': target_bpw, 'achieved_bpw': bits / numel,
+                 'budget': {'error': err, 'unit_bits': unit, 'resolution': resolution, 'numel': numel,
+                            'layers': {n: [c.bits, c.err] for n, c in chosen.items()}, 'table': stored}})
+
+def budget_plan(model, target_bpw: float,
+                fisher: dict[str, torch.Tensor] | None = None,   # error weights of the default score; plain MSE when None
+                candidates: list[dict] | None = None,            # LayerPlan settings to choose among
+                base: Plan | None = None,                        # outlier / awq settings to keep per layer
+                progress: bool = True,
+                score: Callable | None = None,                   # score(name, W, lp) -> error (default `recon_error(fisher)`)
+                table: dict[str, list[Candidate]] | None = None, # a `candidate_table` to reuse (then the four above are unused)
+                resolution: float = 1e-3) -> Plan:              # see `storage_unit`
+    "Per-Linear configurations within `target_bpw` with the least summed error (exact up to `resolution`); the plan keeps the scored table."
+    lins = find_linears(model)
+    table = table or candidate_table(model, fisher, candidates, base, score, progress)
+    if set(table) != set(lins): raise TenPakError("the candidate table does not match this model's Linears")
+    return _solve({n: table[n] for n in lins}, sum(l.weight.numel() for l in lins.values()), target_bpw, resolution, {})
+
+def stored_table(plan: Plan) -> dict[str, list[Candidate]]:
+    "The scored candidate table a budget plan was chosen from (`plan.meta['budget']['table']`)."
+    b = plan.meta.get('budget', {})
+    if 'table' not in b: raise TenPakError("this plan holds no candidate table (not a budget plan, or written before TenPak stored it)")
+    return {n: [Candidate(int(bits), float(err), LayerPlan.from_dict(lp)) for bits, err, lp in cs] for n, cs in b['table'].items()}
+
+def rebudget(plan: Plan, target_bpw: float) -> Plan:
+    "The budget plan at another `target_bpw` from the table `plan` stores: no scoring, no model; AWQ scales and other meta carry over."
+    b = plan.meta.get('budget', {})
+    table = stored_table(plan)
+    meta = {k: v for k, v in plan.meta.items() if k not in ('budget', 'target_bpw', 'achieved_bpw')}
+    new = _solve(table, int(b['numel']), target_bpw, float(b.get('resolution', 1e-3)), meta)
+    new.awq = {k: list(v) for k, v in plan.awq.items()}
+    return new

@@ -10,7 +10,7 @@ import dataclasses, datetime, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, ATTN_TYPES, MLP_TYPES
+from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, find_linears, ATTN_TYPES, MLP_TYPES
 from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
 from .zoo import load_model, default_seqlen
@@ -158,6 +158,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         save_dir: str | Path | None = None,  # write plan.json and record.json here (and the packed checkpoint if pack=True)
         pack: bool = False,                  # also write a packed checkpoint to save_dir/packed
         baseline: float | None = None,       # baseline PPL already measured on these windows (skips re-measuring it)
+        plan: Plan | str | Path | None = None,   # replay this plan (or plan.json) instead of planning: no scoring, no AWQ search
         progress: bool = True) -> Result:
     "Compress `model` with `recipe` and measure it."
     rec = get_recipe(recipe)
@@ -165,10 +166,14 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
     if pack and not save_dir: raise TenPakError("pack=True needs save_dir")
+    given = plan if plan is None or isinstance(plan, Plan) else Plan.load(plan)
     st = Stages(device)
     with st('load'):
         mdl, tok = load_model(model, device='cpu' if stream else device, dtype=dtype)
         get_arch(mdl); check_finite(mdl)
+        if given is not None:
+            unknown = sorted(set(given.layers) - set(find_linears(mdl)))
+            if unknown: raise TenPakError(f"the given plan names a Linear this model does not have: {unknown[0]}")
         ctx = max_context(mdl)
         if ctx is not None and seqlen > ctx: raise TenPakError(f"seqlen {seqlen} is longer than the model's context ({ctx})")
         corpus = load_corpus(data)
@@ -191,12 +196,12 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                       fisher_diag(mdl, win, checkpointing=big, accum_dtype=torch.bfloat16 if big else torch.float32,
                                   progress=progress)).diag
     score = None
-    if rec.allocation == 'budget' and _uses_hessian(rec):
+    if given is None and rec.allocation == 'budget' and _uses_hessian(rec):
         with st('hessian'):
             hs = collect_stats(mdl, calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1), batch_size=batch_size,
                                device=device, progress=progress)
             score = hessian_score(hs, fisher)
-    with st('plan'): plan = build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
+    with st('plan'): plan = given or build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
     with st('compress'):
         calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1)
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
@@ -211,7 +216,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                   ppl_base=base.ppl, ppl=comp.ppl, ppl_delta_pct=delta, **bits.summary(),
                   status=rlog.status(delta, bits.ratio(32)), plan_summary=plan.summary(),
                   plan_notes=sorted({lp.note for _, lp in plan if lp.note}), outliers=sum(applied.outlier_counts.values()),
-                  awq=applied.awq, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
+                  awq=applied.awq, plan_given=given is not None, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), versions=rlog.versions())
     if save_dir:
         d = Path(save_dir); d.mkdir(parents=True, exist_ok=True)
