@@ -32,6 +32,10 @@ Methods:
                NLL on the first window is checked against the rebuilt model's).
 Peers run at INT4 g128, INT3 g128, INT2 g64, INT2 g128 (4.25 / 3.25 / 2.5 / 2.25 bpw), and, for a TenPak recipe
 at another bpw, at the closest config within 0.02 bpw if there is one and it is cheap (--extras).
+A TenPak budget recipe is one recipe at any budget: its plan keeps the scored candidate table, so the bench re-solves
+that table at every peer bpw the family has no point at (`tenpak.plan.rebudget`) and replays it (`run(plan=)`):
+one row per family (`gptq-budget-*`), a cell at every peer column (--no-retarget: only the recipes' own targets).
+Every TenPak run gets a copy of the float model loaded once (its wall time has no model load).
 A peer that cannot run (package or venv missing, error) is reported, never dropped: "not run (reason)".
 """
 from __future__ import annotations
@@ -67,6 +71,8 @@ def parse_args(argv=None):
     p.add_argument('--extras', choices=('cheap', 'all', 'none'), default='cheap',
                    help='peers at the bpw of TenPak recipes off the standard points: cheap = HQQ always, llm-compressor '
                         f'only for models under {CHEAP_LINEAR_PARAMS / 1e6:.0f}M Linear weights')
+    p.add_argument('--retarget', action=argparse.BooleanOptionalAction, default=True,
+                   help="also run each budget recipe family at every peer bpw it has no point at (its scored table re-solved)")
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads (main process and peers)')
     p.add_argument('--seqlen', type=int, default=None, help='default: tenpak.zoo.default_seqlen or 256 / 512 (smollm2)')
     p.add_argument('--calib-samples', type=int, default=32, help='calibration windows for the peers that calibrate')
@@ -192,33 +198,71 @@ class Bench:
             else: self.skip('tenpak', r, 'not in tenpak.recipe.BUILTINS')
         return out
 
+    def run_one(self, recipe, name: str, plan=None, **extra):
+        "One `tenpak.recipe.run` (replaying `plan` if given) on a copy of the float model loaded once; its plan, or None."
+        import copy
+        from tenpak import recipe as R
+        kw = dict(seqlen=self.seqlen, log=False, progress=False, baseline=self.base.ppl, plan=plan)
+        if self.eval_windows: kw['eval_windows'] = self.eval_windows
+        t = time.perf_counter()
+        try: res = R.run(recipe, copy.deepcopy(self.model), tokenizer=self.tok, model_name=self.model_name, **kw)
+        except Exception as e:
+            self.skip('tenpak', name, f'failed: {first_line(e)}'); traceback.print_exc(); return None
+        wall = time.perf_counter() - t
+        rec, plan = res.record, res.plan
+        del res
+        r = name
+        if rec['windows'] != self.base.windows or rec['tokens'] != self.base.tokens:
+            self.notes.append(f"{r}: evaluated on {rec['windows']} windows / {rec['tokens']} tokens, "
+                              f"not {self.base.windows} / {self.base.tokens}")
+        rel = abs(rec['ppl_base'] / self.base.ppl - 1)
+        if rel > 1e-5:
+            self.notes.append(f"{r}: its own float PPL {rec['ppl_base']:.5f} differs from this run's "
+                              f"{self.base.ppl:.5f} ({rel:.1e} relative)")
+        self.add('tenpak', r, rec['linear_bpw'], rec['ppl'], wall, ppl_base_record=rec['ppl_base'],
+                 strategy=rec.get('strategy'), stage_seconds=rec.get('seconds'), model_bpw=rec.get('model_bpw'), **extra)
+        return plan
+
     def run_tenpak(self):
         from tenpak import recipe as R
         recipes = self.recipe_list()
-        if not recipes: return
-        params = inspect.signature(R.run).parameters
-        kw = dict(seqlen=self.seqlen, log=False, progress=False)
-        if self.eval_windows: kw['eval_windows'] = self.eval_windows
-        if 'baseline' in params: kw['baseline'] = self.base.ppl
-        else: self.notes.append("tenpak.recipe.run has no baseline= argument yet: each recipe re-measured the float "
-                                "model (its ppl_base is checked against this run's baseline)")
+        budgets = {}
         for r in recipes:
-            t = time.perf_counter()
-            try: res = R.run(r, model=self.model_name, **kw)
-            except Exception as e:
-                self.skip('tenpak', r, f'failed: {first_line(e)}'); traceback.print_exc(); continue
-            wall = time.perf_counter() - t
-            rec = res.record
-            del res
-            if rec['windows'] != self.base.windows or rec['tokens'] != self.base.tokens:
-                self.notes.append(f"{r}: evaluated on {rec['windows']} windows / {rec['tokens']} tokens, "
-                                  f"not {self.base.windows} / {self.base.tokens}")
-            rel = abs(rec['ppl_base'] / self.base.ppl - 1)
-            if rel > 1e-5:
-                self.notes.append(f"{r}: its own float PPL {rec['ppl_base']:.5f} differs from this run's "
-                                  f"{self.base.ppl:.5f} ({rel:.1e} relative)")
-            self.add('tenpak', r, rec['linear_bpw'], rec['ppl'], wall, ppl_base_record=rec['ppl_base'],
-                     strategy=rec.get('strategy'), stage_seconds=rec.get('seconds'), model_bpw=rec.get('model_bpw'))
+            plan = self.run_one(r, r)
+            rec = R.get_recipe(r)
+            if plan is not None and rec.allocation == 'budget': budgets[r] = (rec, plan)
+        if self.args.retarget: self.retarget(budgets)
+
+    def retarget(self, budgets: dict):
+        """Each budget recipe family (same recipe but its target) at every peer bpw it has no point at: the scored table
+        its plan keeps, re-solved there (`tenpak.plan.rebudget`), replayed by `run(plan=)`. An AWQ family is not
+        retargeted (its scales were searched under the first target's plan)."""
+        import dataclasses
+        from tenpak.plan import rebudget
+        from tenpak.core import TenPakError
+        cols = sorted({common.peer_bpw(self.linears, b, g) for b, g in common.PEER_POINTS}, reverse=True)
+        fams: dict[str, list] = {}
+        for r, (rec, plan) in budgets.items():
+            key = json.dumps({k: v for k, v in rec.to_dict().items() if k not in ('name', 'strategy', 'target_bpw')},
+                             sort_keys=True, default=str)
+            fams.setdefault(key, []).append((r, rec, plan))
+        for fam in fams.values():
+            r0, rec0, plan0 = fam[0]
+            if rec0.awq:
+                self.notes.append(f"{r0}: an AWQ budget recipe, not retargeted to the peer columns"); continue
+            row = re.sub(r'-[\d.]+$', '', r0) + '-*'
+            names = {f[0] for f in fam}
+            for p in self.points:
+                if p['method'] == 'tenpak' and p['name'] in names: p['row'] = row
+            for c in cols:
+                if any(abs(p['bpw'] - c) <= TOL for p in self.points if p.get('row') == row): continue
+                name = f"{row[:-2]}@{c:.2f}"
+                try: plan = rebudget(plan0, c)
+                except TenPakError as e: self.skip('tenpak', name, first_line(e)); continue
+                rec = dataclasses.replace(rec0, name=name, target_bpw=c,
+                                          strategy=f"{rec0.strategy}; retargeted to {c:.4f} bpw from {r0}'s scored table")
+                log(f"  {name}: {r0}'s table re-solved at {c:.4f} bpw")
+                self.run_one(rec, name, plan=plan, row=row, retargeted_from=r0)
 
     # -- peer configs
     def peer_configs(self, method: str) -> list[tuple[int, int]]:
@@ -374,7 +418,8 @@ def col_of(bpw: float, cols: list[float]) -> float:
 
 
 def row_label(p: dict) -> str:
-    return f"TenPak `{p['name']}`" if p['method'] == 'tenpak' else PEER_LABEL[p['method']]
+    if p['method'] != 'tenpak': return PEER_LABEL[p['method']]
+    return f"TenPak `{p['row']}` (one scored table, any budget)" if p.get('row') else f"TenPak `{p['name']}`"
 
 
 def fmt_delta(d: float) -> str: return f'{d:+.2f}%'

@@ -145,7 +145,7 @@ class Result:
         return rlog.table([self.record]).strip().splitlines()[-1]
 
 def run(recipe: str | Recipe = DEFAULT_RECIPE,
-        model: str = 'ref-tiny',             # zoo name, local HF folder or hub id
+        model: str | torch.nn.Module = 'ref-tiny',   # zoo name, .gguf file, local HF folder, hub id, or a loaded model (compressed in place)
         data: str = 'embedded',              # corpus name or local text path
         seqlen: int | None = None,           # evaluation / calibration window (default: the model's, `zoo.default_seqlen`)
         device: str | None = None,           # compute device; default: cuda if available else cpu
@@ -159,17 +159,23 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         pack: bool = False,                  # also write a packed checkpoint to save_dir/packed
         baseline: float | None = None,       # baseline PPL already measured on these windows (skips re-measuring it)
         plan: Plan | str | Path | None = None,   # replay this plan (or plan.json) instead of planning: no scoring, no AWQ search
-        progress: bool = True) -> Result:
+        progress: bool = True,
+        tokenizer=None,                      # the tokenizer of a loaded `model`
+        model_name: str | None = None,       # what the record calls the model (default: `model`, or a loaded model's name_or_path)
+       ) -> Result:
     "Compress `model` with `recipe` and measure it."
     rec = get_recipe(recipe)
-    seqlen = seqlen or default_seqlen(model)
+    loaded = isinstance(model, torch.nn.Module)
+    if loaded and tokenizer is None: raise TenPakError("a loaded model needs its tokenizer: run(..., model=m, tokenizer=tok)")
+    name = model_name or (getattr(model, 'name_or_path', '') or type(model).__name__ if loaded else str(model))
+    seqlen = seqlen or default_seqlen(name)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
     if pack and not save_dir: raise TenPakError("pack=True needs save_dir")
     given = plan if plan is None or isinstance(plan, Plan) else Plan.load(plan)
     st = Stages(device)
     with st('load'):
-        mdl, tok = load_model(model, device='cpu' if stream else device, dtype=dtype)
+        mdl, tok = (model.eval(), tokenizer) if loaded else load_model(model, device='cpu' if stream else device, dtype=dtype)
         get_arch(mdl); check_finite(mdl)
         if given is not None:
             unknown = sorted(set(given.layers) - set(find_linears(mdl)))
@@ -210,7 +216,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     with st('compressed_ppl'): comp = ppl()
     bits = model_bits(mdl, plan, applied.outlier_counts)
     delta = (comp.ppl / base.ppl - 1) * 100
-    record = dict(recipe=rec.name, strategy=rec.strategy, recipe_spec=rec.to_dict(), model=str(model), data=str(data),
+    record = dict(recipe=rec.name, strategy=rec.strategy, recipe_spec=rec.to_dict(), model=name, data=str(data),
                   seqlen=seqlen, tokens=base.tokens, windows=base.windows, calib_samples=rec.calib_samples,
                   fisher_samples=rec.fisher_samples if fisher is not None else 0, seed=seed,
                   ppl_base=base.ppl, ppl=comp.ppl, ppl_delta_pct=delta, **bits.summary(),
