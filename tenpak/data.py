@@ -15,7 +15,7 @@ import torch
 from .core import TenPakError
 
 # %% auto #0
-__all__ = ['Corpus', 'held_out', 'split_docs', 'load_corpus', 'tokenize', 'windows', 'calib_windows']
+__all__ = ['RECORD_SUFFIXES', 'Corpus', 'held_out', 'split_docs', 'load_corpus', 'tokenize', 'windows', 'calib_windows']
 
 # %% ../nbs/05_data.ipynb #62d80888
 @dataclass
@@ -95,7 +95,9 @@ def _read(p: Path) -> str:
     except OSError as e: raise TenPakError(f"cannot read {p}: {e.strerror}") from None
 
 def _local(path: Path) -> Corpus:
-    "A corpus from a text file or a folder of .txt / .md files."
+    "A corpus from a text file or a folder of .txt / .md files (record files and saved `datasets` folders: `_records`, `_saved_datasets`)."
+    if path.is_file() and path.suffix in RECORD_SUFFIXES: return _records(path)
+    if path.is_dir() and (path / 'dataset_dict.json').is_file(): return _saved_datasets(path)
     if path.is_file():
         train, test = _split_tail(_read(path))
         return Corpus(str(path), train, test, f'file {path.name}: last 10% of paragraphs held out')
@@ -117,6 +119,63 @@ def _wikitext2() -> Corpus:
         raise TenPakError(f"cannot load wikitext2 (needs the Hugging Face hub or a local datasets cache): {msg}") from None
     return Corpus('wikitext2', '\n\n'.join(ds['train']['text']), '\n\n'.join(ds['test']['text']),
                   'wikitext-2-raw-v1 train / test splits')
+
+# %% ../nbs/05_data.ipynb #3026e26b
+import json
+
+# %% ../nbs/05_data.ipynb #cc2d0c1c
+RECORD_SUFFIXES = ('.jsonl', '.parquet', '.arrow')
+
+def _text_column(rows: list, where: str) -> list[str]:
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, str)), None)
+    if bad is not None: raise TenPakError(f"{where}: record {bad + 1} has no text (a 'text' field with a string is needed)")
+    return rows
+
+def _jsonl(path: Path) -> list[str]:
+    rows = []
+    for i, line in enumerate(_read(path).splitlines()):
+        if not line.strip(): continue
+        try: r = json.loads(line)
+        except json.JSONDecodeError as e: raise TenPakError(f"{path}: line {i + 1} is not JSON ({e.msg})") from None
+        rows.append(r.get('text') if isinstance(r, dict) else None)
+    return _text_column(rows, str(path))
+
+def _arrow_table(path: Path):
+    try: import pyarrow.parquet as pq, pyarrow.ipc as ipc, pyarrow as pa
+    except ImportError: raise TenPakError(f"reading {path.suffix} files needs pyarrow: pip install 'tenpak[data]'") from None
+    try:
+        if path.suffix == '.parquet': return pq.read_table(path)
+        with pa.memory_map(str(path)) as src:
+            try: return ipc.open_file(src).read_all()
+            except pa.ArrowInvalid: src.seek(0); return ipc.open_stream(src).read_all()    # datasets writes streams
+    except (OSError, pa.ArrowException) as e: raise TenPakError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+
+def _records(path: Path) -> Corpus:
+    "A corpus from a .jsonl / .parquet / .arrow file: one document per record."
+    if path.suffix == '.jsonl': rows = _jsonl(path)
+    else:
+        t = _arrow_table(path)
+        if 'text' not in t.column_names: raise TenPakError(f"{path} has no 'text' column (columns: {', '.join(t.column_names)})")
+        rows = _text_column(t.column('text').to_pylist(), str(path))
+    docs = {f'{i}': r.strip() for i, r in enumerate(rows) if r and r.strip()}
+    train, test = split_docs(docs)
+    return Corpus(str(path), train, test, f'{path.suffix[1:]} file {path.name}: {len(docs)} records, held out by sha1(index) % 10 == 0')
+
+def _saved_datasets(path: Path) -> Corpus:
+    "A `datasets.DatasetDict.save_to_disk` folder with train and test splits, read with pyarrow only."
+    splits = json.loads(_read(path / 'dataset_dict.json')).get('splits', [])
+    if not {'train', 'test'} <= set(splits): raise TenPakError(f"{path}: a saved dataset needs 'train' and 'test' splits, has {splits}")
+    text = {}
+    for s in ('train', 'test'):
+        files = sorted((path / s).glob('*.arrow'))
+        if not files: raise TenPakError(f"{path / s}: no .arrow files")
+        rows = []
+        for f in files:
+            t = _arrow_table(f)
+            if 'text' not in t.column_names: raise TenPakError(f"{f} has no 'text' column")
+            rows += _text_column(t.column('text').to_pylist(), str(f))
+        text[s] = '\n\n'.join(rows)
+    return Corpus(str(path), text['train'], text['test'], f'saved datasets folder: its train / test splits')
 
 # %% ../nbs/05_data.ipynb #473666d3
 def load_corpus(name_or_path: str | Path = 'embedded') -> Corpus:
