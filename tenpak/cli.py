@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--log', default=None); t.add_argument('--out', default=None, help='write markdown here (default: print)')
     t.add_argument('--plot', default=None, help='also save the Pareto plot (png)')
     sub.add_parser('recipes', help='list built-in recipes')
+    _export_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.out: Path(args.out).write_text(txt)
             else: print(txt)
             if args.plot: rlog.plot_pareto(recs).savefig(args.plot, dpi=120, bbox_inches='tight')
+        elif args.cmd == 'export': _export(args)
         else:
             from tenpak.recipe import run, DEFAULT_RECIPE
             from tenpak import log as rlog
@@ -66,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     except TenPakError as e:
         print(f"tenpak: error: {e}", file=sys.stderr)
         return 2
+
+# %% ../nbs/17_cli.ipynb #e5f1a2c3
+def _export_parser(sub):
+    e = sub.add_parser('export', help='write a packed checkpoint as a dense Hugging Face checkpoint or as compressed-tensors pack-quantized')
+    e.add_argument('src', help='packed TenPak folder (from `tenpak run --pack` or save_packed)')
+    e.add_argument('out', help='folder to write (replaced if it exists)')
+    e.add_argument('--format', choices=['dense', 'compressed-tensors'], default='dense',
+                   help='dense: any plan, loads with plain transformers (default); compressed-tensors: pack-quantized INT2/4/8 without outliers or N:M, for vLLM / transformers')
+    e.add_argument('--dtype', choices=['float16', 'bfloat16', 'float32'], default='float16', help='dtype of the written tensors (default float16)')
+
+def _export(args):
+    "`tenpak export` (see `tenpak.export`)."
+    from tenpak.export import export
+    print(f"wrote {export(args.src, args.out, format=args.format, dtype=args.dtype)} ({args.format}, {args.dtype})")
 
 # %% ../nbs/17_cli.ipynb #8d86568a
 if __name__ == '__main__': sys.exit(main())           # python -m tenpak.cli, where the `tenpak` script is not installed

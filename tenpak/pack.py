@@ -19,8 +19,8 @@ from .compress import Compressed
 from . import kernel as K
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'pack_linear', 'PackedLinear', 'to_packed', 'tune_model', 'save_packed',
-           'load_packed']
+__all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed', 'tune_model',
+           'quant_config', 'hf_guard', 'save_packed', 'load_packed']
 
 # %% ../nbs/14_pack.ipynb #785ea552
 FORMAT_VERSION = 1
@@ -148,6 +148,29 @@ def tune_model(model, M: int = 1, **time_kw) -> dict:
         out[key] = dict(config=vars(best), tuned_us=min(t for _, t in times) * 1e6, default_us=times[0][1] * 1e6)
     return out
 
+# %% ../nbs/14_pack.ipynb #b7d2e4a9
+HF_METHOD = 'tenpak'
+
+def quant_config(plan: Plan, shapes: dict) -> dict:
+    "The `quantization_config` a packed checkpoint's config.json carries: transformers knows the folder is TenPak (`tenpak.hf` loads it)."
+    kinds, layers = [], {}
+    for n, lp in plan:
+        if lp.keep: continue
+        d = {k: v for k, v in lp.to_dict().items() if k != 'note'}
+        if d not in kinds: kinds.append(d)
+        layers[n] = [kinds.index(d), *shapes[n]]
+    return dict(quant_method=HF_METHOD, version=FORMAT_VERSION, plans=kinds, layers=layers)
+
+def hf_guard(plan: Plan) -> dict[str, torch.Tensor]:
+    "An empty `L.weight` for the first packed Linear `L`: transformers without TenPak stops on its shape instead of loading random weights."
+    first = next((n for n, lp in plan if not lp.keep), None)
+    return {} if first is None else {f'{first}.weight': torch.zeros(0, dtype=torch.float16)}
+
+def _add_quant_config(folder: Path, plan: Plan, shapes: dict):
+    p = folder / 'config.json'
+    cfg = json.loads(p.read_text()); cfg['quantization_config'] = quant_config(plan, shapes)
+    p.write_text(json.dumps(cfg, indent=2, sort_keys=True) + '\n')
+
 # %% ../nbs/14_pack.ipynb #00181145
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -171,6 +194,7 @@ def save_packed(model, plan: Plan, parts: dict[str, Compressed], out_dir, tokeni
     for k, v in model.state_dict().items():
         if k not in skip and k not in tensors: tensors[k] = v.detach().half().contiguous().cpu()
     if getattr(model.config, 'tie_word_embeddings', False): tensors.pop('lm_head.weight', None)
+    tensors.update(hf_guard(plan))               # plain transformers stops here instead of loading random weights
     tmp = Path(tempfile.mkdtemp(prefix='.tenpak-', dir=out_dir.parent if out_dir.parent.exists() else None))
     try:   # write everything into a temp folder, then move: never a half-written checkpoint
         save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tenpak', 'version': str(FORMAT_VERSION)})
@@ -179,6 +203,7 @@ def save_packed(model, plan: Plan, parts: dict[str, Compressed], out_dir, tokeni
         shapes = {n: list(lins[n].weight.shape) for n, _ in plan}
         meta = dict(format='tenpak', version=FORMAT_VERSION, plan=plan.to_dict(), shapes=shapes, sha256=_sha256(tmp / WEIGHTS))
         (tmp / META).write_text(json.dumps(meta, indent=1))
+        _add_quant_config(tmp, plan, shapes)       # config.json says `quant_method: tenpak` (see `tenpak.hf`)
         if out_dir.exists(): shutil.rmtree(out_dir)
         shutil.move(str(tmp), str(out_dir))
     finally:
