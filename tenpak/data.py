@@ -90,17 +90,23 @@ def _split_tail(text: str, frac: float = 0.1) -> tuple[str, str]:
     n_test = max(1, round(len(paras) * frac)) if len(paras) > 1 else 0
     return '\n\n'.join(paras[:len(paras) - n_test]), '\n\n'.join(paras[len(paras) - n_test:])
 
-def _read(p: Path) -> str:
-    try: return p.read_text(encoding='utf-8', errors='replace')
+def _read(p: Path, encoding: str | None = None) -> str:
+    "The text of `p`: UTF-8 (a BOM allowed) unless `encoding` is given; bytes that do not decode are an error, never replaced."
+    try: b = p.read_bytes()
     except OSError as e: raise TenPakError(f"cannot read {p}: {e.strerror}") from None
+    try: return b.decode(encoding or 'utf-8-sig')
+    except LookupError: raise TenPakError(f"unknown text encoding {encoding!r}") from None
+    except UnicodeDecodeError as e:
+        hint = "; pass its encoding (e.g. --encoding latin-1)" if encoding is None else ''
+        raise TenPakError(f"{p} is not {encoding or 'UTF-8'} text (byte 0x{b[e.start]:02x} at offset {e.start}){hint}") from None
 
-def _local(path: Path) -> Corpus:
+def _local(path: Path, encoding: str | None = None) -> Corpus:
     "A corpus from a text file or a folder of .txt / .md files."
     if path.is_file():
-        train, test = _split_tail(_read(path))
+        train, test = _split_tail(_read(path, encoding))
         return Corpus(str(path), train, test, f'file {path.name}: last 10% of paragraphs held out')
     files = sorted(p for p in path.rglob('*') if p.suffix in ('.txt', '.md') and p.is_file())
-    docs = {p.relative_to(path).as_posix(): _read(p).strip() for p in files}
+    docs = {p.relative_to(path).as_posix(): _read(p, encoding).strip() for p in files}
     docs = {k: v for k, v in docs.items() if v}
     train, test = split_docs(docs)
     if train and test:
@@ -119,12 +125,14 @@ def _wikitext2() -> Corpus:
                   'wikitext-2-raw-v1 train / test splits')
 
 # %% ../nbs/05_data.ipynb #473666d3
-def load_corpus(name_or_path: str | Path = 'embedded') -> Corpus:
+def load_corpus(name_or_path: str | Path = 'embedded',
+                encoding: str | None = None,   # of local files (default UTF-8; other bytes are an error)
+               ) -> Corpus:
     "Load a corpus: 'embedded', 'wikitext2', a text file or a folder of .txt/.md files."
     name = str(name_or_path)
     if name == 'embedded': c = _embedded()
     elif name == 'wikitext2': c = _wikitext2()
-    elif Path(name).expanduser().exists(): c = _local(Path(name).expanduser())
+    elif Path(name).expanduser().exists(): c = _local(Path(name).expanduser(), encoding)
     else: raise TenPakError(f"unknown corpus {name!r}: use 'embedded', 'wikitext2' or an existing file / folder")
     if not c.train.strip(): raise TenPakError(f"corpus {name!r} has no training text")
     if not c.test.strip(): raise TenPakError(f"corpus {name!r} has an empty held-out split (it needs at least two paragraphs)")
