@@ -228,7 +228,9 @@ class _Worker:
         if self.p.poll() is None: self.p.stdin.close(); self.p.wait(30)
 
 # %% ../nbs/14b_fuzz.ipynb #af663655
-def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress: bool = False) -> dict:
+def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress: bool = False,
+         per_worker: int = 0,       # mutants a worker loads before a fresh one takes over (1: each in its own process; 0: no limit)
+        ) -> dict:
     "Mutate the fuzz target `n` times and load every mutant in every mode in worker processes; counts and failures."
     own = work is None
     work = Path(tempfile.mkdtemp(prefix='tenpak-fuzz-') if own else work)
@@ -248,6 +250,7 @@ def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress:
             if ok:                                  # re-seal a copy, as whoever edited the files could
                 rs = work / f'r{i}'; shutil.copytree(mut, rs); seal(rs)
                 paths.update(resealed=str(rs), pinned=str(rs))
+            if per_worker and i and i % per_worker == 0: w.close(); w = _Worker(orig, timeout)
             res = w.run({'i': i, 'paths': paths, 'digest': pin})
             if res is None:
                 code = w.p.poll(); restarts += 1
@@ -261,12 +264,13 @@ def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress:
         w.close()
     finally:
         if own: shutil.rmtree(work, ignore_errors=True)
-    return dict(n=n, seed=seed, seconds=round(time.time() - t0, 1), mutations=dict(kinds), worker_restarts=restarts,
+    return dict(n=n, seed=seed, per_worker=per_worker, seconds=round(time.time() - t0, 1), mutations=dict(kinds), worker_restarts=restarts,
                 outcomes={m: dict(c) for m, c in counts.items()}, failures=failures)
 
 def report(r: dict) -> str:
     "A markdown summary of a `fuzz` result."
-    lines = [f"{r['n']} mutated checkpoints (seed {r['seed']}), {r['seconds']:.0f} s, worker restarts: {r['worker_restarts']}", '',
+    per = {0: 'all in one worker process', 1: 'each in its own worker process'}.get(r['per_worker'], f"{r['per_worker']} per worker process")
+    lines = [f"{r['n']} mutated checkpoints (seed {r['seed']}, {per}), {r['seconds']:.0f} s, restarts after a crash or hang: {r['worker_restarts']}", '',
              'mutations: ' + ', '.join(f'{k} {v}' for k, v in sorted(r['mutations'].items())), '',
              '| mode | allowed | outcomes |', '|---|---|---|']
     for m, c in r['outcomes'].items():
@@ -311,12 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='python -m tenpak.fuzz', description='Fuzz packed checkpoints and recipes.')
     p.add_argument('--n', type=int, default=300, help='mutated checkpoints')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--per-worker', type=int, default=1, help='mutants per worker process (1: each in its own; 0: one worker for all)')
     p.add_argument('--recipes', type=int, default=300, help='mutated recipes')
     p.add_argument('--out', default=None, help='also write the full result as JSON here')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker: _worker(a.worker); return 0
-    r = fuzz(a.n, a.seed, progress=True)
+    r = fuzz(a.n, a.seed, progress=True, per_worker=a.per_worker)
     rr = fuzz_recipes(a.recipes, a.seed)
     print(report(r)); print(f"recipes: {rr['n']} mutated, outcomes {rr['outcomes']}, raw exceptions {len(rr['raw'])}")
     if a.out: Path(a.out).write_text(json.dumps(dict(checkpoints=r, recipes=rr), indent=1))

@@ -185,7 +185,9 @@ def save_packed(model, plan: Plan, parts: dict[str, Compressed], out_dir, tokeni
         tensors.update(pack_linear(n, parts[n], lin.bias, device))
         skip |= {f'{n}.weight', f'{n}.bias'}
     for k, v in model.state_dict().items():
-        if k not in skip and k not in tensors: tensors[k] = v.detach().half().contiguous().cpu()
+        if k not in skip and k not in tensors:
+            tensors[k] = v.detach().half().contiguous().cpu()
+            if not bool(torch.isfinite(tensors[k]).all()): raise TenPakError(f"{k} holds values beyond fp16's range (65504): it cannot be stored")
     if getattr(model.config, 'tie_word_embeddings', False): tensors.pop('lm_head.weight', None)
     with atomic_dir(out_dir) as tmp:     # everything into a temp folder, then renamed: never a half-written checkpoint
         save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tenpak', 'version': str(FORMAT_VERSION)})
