@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='python -m tenpak.fuzz', description='Fuzz packed checkpoints and recipes.')
     p.add_argument('--n', type=int, default=300, help='mutated checkpoints')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--per-worker', type=int, default=1, help='mutants per worker process (1: each in its own; 0: one worker for all)')
+    p.add_argument('--per-worker', type=int, default=10, help='mutants per worker process (1: each in its own; 0: one worker for all)')
     p.add_argument('--recipes', type=int, default=300, help='mutated recipes')
     p.add_argument('--out', default=None, help='also write the full result as JSON here')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)

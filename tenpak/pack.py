@@ -277,8 +277,23 @@ def _check_config(d: dict, where: Path):
     if 'rope_theta' in rope and not (is_number(rope['rope_theta']) and rope['rope_theta'] > 0): raise TenPakError(f"{where}: rope_theta must be positive")
     if d.get('num_key_value_heads') and d.get('num_attention_heads') and d['num_attention_heads'] % d['num_key_value_heads']:
         raise TenPakError(f"{where}: num_attention_heads must be a multiple of num_key_value_heads")
+    return d
+
+def _build_config(d: dict, tensors: dict, path: Path):
+    "The model config of `d` (a checked config.json), once its vocabulary, width and depth agree with the stored tensors (so the file bounds the model)."
+    from transformers import AutoConfig
+    arch = ARCHS[d['model_type']]
+    emb = tensors.get(arch.embed + '.weight')
+    v, h = d.get('vocab_size'), d.get('hidden_size')
+    if emb is None or tuple(emb.shape) != (v, h):
+        raise TenPakError(f"{path / CONFIG}: vocab_size x hidden_size {v} x {h} does not match "
+                          f"{arch.embed}.weight {None if emb is None else tuple(emb.shape)} in {WEIGHTS}")
+    blocks = {k[len(arch.blocks) + 1:].split('.', 1)[0] for k in tensors if k.startswith(arch.blocks + '.')}
+    n = d.get('num_hidden_layers')
+    if n != len(blocks) or blocks != {str(i) for i in range(n)}:
+        raise TenPakError(f"{path / CONFIG}: num_hidden_layers {d.get('num_hidden_layers')} does not match the {len(blocks)} blocks in {WEIGHTS}")
     try: return AutoConfig.for_model(**d)
-    except Exception as e: raise TenPakError(f"{where}: not a valid {mt} config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except Exception as e: raise TenPakError(f"{path / CONFIG}: not a valid {d['model_type']} config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 def load_packed(path, device='cpu', dtype=torch.float16,
                 verify: bool = True,            # check every file against the checksums the checkpoint carries
@@ -298,6 +313,7 @@ def load_packed(path, device='cpu', dtype=torch.float16,
     try:
         with safe_open(str(path / WEIGHTS), framework='pt') as f: tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e: raise TenPakError(f"cannot read {path / WEIGHTS}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    config = _build_config(config, tensors, path)
     try:
         with torch.device('meta'): model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     except Exception as e: raise TenPakError(f"{path / CONFIG}: cannot build the model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
