@@ -13,19 +13,29 @@ from pathlib import Path
 __all__ = ['main']
 
 # %% ../nbs/17_cli.ipynb #da1c0eb3
+class _Parser(argparse.ArgumentParser):
+    "argparse, with its errors as one line (exit 2) like every other user error."
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+class _Terminated(BaseException):
+    "Raised by the SIGTERM handler: unwinds like Ctrl-C, so temp folders are removed."
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='tenpak', description='Extreme compression of LLM weights.')
+    p = _Parser(prog='tenpak', description='Extreme compression of LLM weights.')
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='compress a model with a recipe and log the result')
     r.add_argument('--model', default='ref-tiny', help='zoo name (ref-tiny, ref-small, smollm2-135m), a .gguf file, a local HF folder or a hub id')
     r.add_argument('--recipe', default=None, help='built-in recipe name or .yaml/.toml file (default rtn-int4-g128)')
     r.add_argument('--data', default='embedded', help='embedded, wikitext2, or a local text file / folder')
+    r.add_argument('--encoding', default=None, help='text encoding of a local --data file (default UTF-8; other bytes are an error)')
     r.add_argument('--seqlen', type=int, default=None, help="window length (default: the model's, e.g. 256 for ref-tiny, 512 for smollm2-135m)")
-    r.add_argument('--device', default=None)
-    r.add_argument('--eval-windows', type=int, default=None, help='evaluate on the first N windows only')
+    r.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cuda if available)')
+    r.add_argument('--eval-windows', type=int, default=None, help='evaluate on the first N >= 1 windows only (default: all)')
     r.add_argument('--log', default=None, help='results log (default $TENPAK_LOG or runs/log.jsonl)')
     r.add_argument('--no-log', action='store_true', help='do not append to the results log')
-    r.add_argument('--save-dir', default=None, help='write plan.json and record.json here')
+    r.add_argument('--save-dir', default=None, help='write plan.json and record.json here (replacing the folder as a whole at the end)')
     r.add_argument('--seed', type=int, default=0)
     r.add_argument('--stream', action='store_true', help='keep weights on the CPU; blocks visit the device one at a time')
     r.add_argument('--pack', action='store_true', help='also write a packed checkpoint to SAVE_DIR/packed')
@@ -36,10 +46,40 @@ def _parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     return p
 
+def _run(args) -> int:
+    from tenpak.recipe import run, check_log, DEFAULT_RECIPE
+    from tenpak import log as rlog
+    log = None if args.no_log else check_log(args.log)       # checked now; written after the result is printed
+    progress = sys.stderr.isatty()
+    if not progress:                                          # stderr holds errors only: one line each
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    res = run(args.recipe or DEFAULT_RECIPE, model=args.model, data=args.data, seqlen=args.seqlen, device=args.device,
+              eval_windows=args.eval_windows, seed=args.seed, log=False, encoding=args.encoding,
+              save_dir=args.save_dir, stream=args.stream, pack=args.pack, progress=progress)
+    print('\n'.join(rlog.table([res.record]).strip().splitlines()[-3:]))
+    r = res.record
+    print(f"baseline PPL {r['ppl_base']:.3f} -> {r['ppl']:.3f} ({r['ppl_delta_pct']:+.2f}%) on {r['tokens']:,} held-out tokens, "
+          f"seqlen {r['seqlen']}; {r['linear_bpw']:.3f} bits/weight over the Linears")
+    for n in r['plan_notes']: print(f"note: {n}")
+    if args.pack: print(f"packed checkpoint {Path(args.save_dir) / 'packed'}, digest {r['packed_digest']}")
+    from tenpak.zoo import model_caveat
+    if cav := model_caveat(args.model): print(f"note: {args.model}: {cav}")
+    sys.stdout.flush()
+    if log is not None:
+        try: rlog.append(r, log)
+        except OSError as e:
+            print(f"tenpak: error: the result above was not logged: cannot append to {log}: {e.strerror or e}", file=sys.stderr)
+            return 2
+    return 0
+
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `tenpak` command; user errors print one line and return 2."
+    "Entry point of the `tenpak` command; user errors print one line and return 2 (Ctrl-C: 130, SIGTERM: 143)."
+    import signal, threading
     args = _parser().parse_args(argv)
     from tenpak.core import TenPakError
+    def term(*_): raise _Terminated()
+    old = signal.signal(signal.SIGTERM, term) if threading.current_thread() is threading.main_thread() else None
     try:
         if args.cmd == 'recipes':
             from tenpak.recipe import BUILTINS
@@ -52,22 +92,22 @@ def main(argv: list[str] | None = None) -> int:
             else: print(txt)
             if args.plot: rlog.plot_pareto(recs).savefig(args.plot, dpi=120, bbox_inches='tight')
         elif args.cmd == 'export': _export(args)
-        else:
-            from tenpak.recipe import run, DEFAULT_RECIPE
-            from tenpak import log as rlog
-            res = run(args.recipe or DEFAULT_RECIPE, model=args.model, data=args.data, seqlen=args.seqlen, device=args.device,
-                      eval_windows=args.eval_windows, seed=args.seed, log=False if args.no_log else args.log,
-                      save_dir=args.save_dir, stream=args.stream, pack=args.pack, progress=sys.stderr.isatty())
-            print('\n'.join(rlog.table([res.record]).strip().splitlines()[-3:]))
-            r = res.record
-            print(f"baseline PPL {r['ppl_base']:.3f} -> {r['ppl']:.3f} ({r['ppl_delta_pct']:+.2f}%) on {r['tokens']:,} held-out tokens, "
-                  f"seqlen {r['seqlen']}; {r['linear_bpw']:.3f} bits/weight over the Linears")
-            from tenpak.zoo import model_caveat
-            if cav := model_caveat(args.model): print(f"note: {args.model}: {cav}")
+        else: return _run(args)
         return 0
     except TenPakError as e:
         print(f"tenpak: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:           # disk full, permissions, a path that is a file: the user's environment, not a bug
+        print(f"tenpak: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tenpak: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("tenpak: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
 
 # %% ../nbs/17_cli.ipynb #e5f1a2c3
 def _export_parser(sub):

@@ -37,7 +37,9 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     "Compress `w` as `lp` says."
     if not torch.isfinite(w).all(): raise TenPakError("weight contains NaN or inf")
     w = w.detach().float()
-    if lp.keep: return Compressed(lp, None, None, None, w.half().float())
+    if lp.keep:
+        if not bool(torch.isfinite(w.half()).all()): raise TenPakError(f"weights up to {float(w.abs().max()):.3g} are beyond fp16's range (65504): they cannot be kept in fp16")
+        return Compressed(lp, None, None, None, w.half().float())
     N, K = w.shape
     importance = fisher if (lp.clip == 'mse' and fisher is not None) else (act_sq if lp.clip == 'mse' else None)
     csr, out_mask = None, None
@@ -58,7 +60,7 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
                  importance=importance, zero=lp.zero)
     w_hat = dequantize(q) if mask is None else dequantize(q) * mask     # what the packed codes compute
     if csr is not None:     # outliers store the residual over the codes at their positions: exact to fp16
-        csr.val = (csr.val.float() - w_hat[csr.rows(), csr.col.long()]).half()
+        csr.val = (csr.val.float() - w_hat[csr.rows(), csr.col.long()]).half()       # finite: |residual| <= |outlier| + half a step
         w_hat = w_hat + csr.to_dense()
     return Compressed(lp, q, mask, csr, w_hat)
 

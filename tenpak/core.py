@@ -6,7 +6,8 @@ Docs: https://tenpak.github.io/tenpak/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #0cd1712c
 from __future__ import annotations
-import json, re, tomllib
+import json, math, os, re, shutil, tempfile, tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS', 'METHODS',
-           'PLAN_VERSION', 'ARCHS', 'ATTN_TYPES', 'MLP_TYPES', 'TenPakError', 'parse_nm', 'LayerPlan', 'check_keys',
-           'LayerStats', 'Method', 'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'Arch', 'get_arch',
-           'get_module', 'get_blocks', 'layer_type', 'layer_kind', 'block_index', 'find_linears',
-           'rebuild_meta_buffers', 'check_finite', 'tiny_mistral']
+           'PLAN_VERSION', 'ARCHS', 'ATTN_TYPES', 'MLP_TYPES', 'TMP_PREFIX', 'TenPakError', 'is_int', 'is_number',
+           'parse_nm', 'LayerPlan', 'check_keys', 'LayerStats', 'Method', 'register_method', 'get_method', 'Plan',
+           'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module', 'get_blocks', 'layer_type', 'layer_kind', 'block_index',
+           'find_linears', 'rebuild_meta_buffers', 'check_finite', 'tiny_mistral', 'clean_stale', 'check_target_dir',
+           'atomic_dir']
 
 # %% ../nbs/00_core.ipynb #2a0fd302
 class TenPakError(ValueError):
@@ -34,6 +36,14 @@ OUTLIER_METHODS = ('magnitude', 'fisher', 'activation')
 STORABLE_NM = ((2, 4), (3, 4))  # N:M patterns the packed format (and its kernels) store; a plan may use only these
 SPARSE_SCORES = ('magnitude', 'wanda', 'fisher')
 
+def is_int(v) -> bool:
+    "Is `v` an integer (not a bool)?"
+    return isinstance(v, int) and not isinstance(v, bool)
+
+def is_number(v) -> bool:
+    "Is `v` a finite int or float (not a bool)?"
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
 def parse_nm(v) -> tuple[int, int] | None:
     "Parse an N:M pattern from `'2:4'`, `[2, 4]` or `None`; validates 0 < N < M."
     if v is None or v == '' or v == 'dense': return None
@@ -41,6 +51,8 @@ def parse_nm(v) -> tuple[int, int] | None:
         m = re.fullmatch(r'\s*(\d+)\s*:\s*(\d+)\s*', v)
         if not m: raise TenPakError(f"sparsity must look like 'N:M' (e.g. '2:4'), got {v!r}")
         v = (int(m[1]), int(m[2]))
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(is_int(x) for x in v):
+        raise TenPakError(f"sparsity must look like 'N:M' (e.g. '2:4') or [N, M], got {v!r}")
     n, m = (int(x) for x in v)
     if not 0 < n < m: raise TenPakError(f"N:M sparsity needs 0 < N < M, got {n}:{m}")
     return (n, m)
@@ -64,11 +76,16 @@ class LayerPlan:
     note: str = ''                      # why the plan differs from the recipe (e.g. clamped group)
 
     def __post_init__(self):
+        for k, t in (('sym', bool), ('awq', bool), ('clip', str), ('zero', str), ('outlier_method', str), ('sparsity_score', str),
+                     ('note', str)):
+            if not isinstance(getattr(self, k), t): raise TenPakError(f"{k} must be a {t.__name__}, got {getattr(self, k)!r}")
+        if not is_int(self.bits): raise TenPakError(f"bits must be an integer, got {self.bits!r}")
+        if not is_number(self.outlier_frac): raise TenPakError(f"outlier_frac must be a number, got {self.outlier_frac!r}")
         self.sparsity = parse_nm(self.sparsity)
         if self.sparsity and self.sparsity not in STORABLE_NM:
             raise TenPakError(f"sparsity {self.sparsity[0]}:{self.sparsity[1]} cannot be stored; packed checkpoints hold {', '.join(f'{n}:{m}' for n, m in STORABLE_NM)}")
         if self.bits not in BITS + (KEEP,): raise TenPakError(f"bits must be one of {BITS} (or {KEEP} to keep), got {self.bits}")
-        if not isinstance(self.group_size, int) or self.group_size < 1: raise TenPakError(f"group_size must be a positive integer, got {self.group_size!r}")
+        if not is_int(self.group_size) or self.group_size < 1: raise TenPakError(f"group_size must be a positive integer, got {self.group_size!r}")
         if self.zero not in ZEROS: raise TenPakError(f"zero must be one of {ZEROS}, got {self.zero!r}")
         if not isinstance(self.method, str) or not isinstance(self.opts, dict): raise TenPakError(f"method must be a name and opts a mapping, got {self.method!r}, {self.opts!r}")
         if self.clip not in CLIPS: raise TenPakError(f"clip must be one of {CLIPS}, got {self.clip!r}")
@@ -86,6 +103,7 @@ class LayerPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> 'LayerPlan':
+        if not isinstance(d, dict): raise TenPakError(f"a layer plan must be a mapping, got {d!r}")
         check_keys(d, cls, 'layer plan')
         return cls(**d)
 
@@ -172,10 +190,14 @@ class Plan:
                 'awq': {k: [float(x) for x in v] for k, v in self.awq.items()}}
     @classmethod
     def from_dict(cls, d: dict) -> 'Plan':
+        if not isinstance(d, dict): raise TenPakError(f"a plan must be a mapping, got {type(d).__name__}")
         check_keys(d, cls, 'plan')
         awq = d.get('awq', {})
-        if not isinstance(awq, dict) or not all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in awq.values()):
+        if not isinstance(awq, dict) or not all(isinstance(v, list) and all(is_number(x) for x in v) for v in awq.values()):
             raise TenPakError("plan 'awq' must map module names to lists of numbers")
+        if not isinstance(d.get('layers', {}), dict) or not isinstance(d.get('meta', {}), dict):
+            raise TenPakError("plan 'layers' and 'meta' must be mappings")
+        if not is_int(d.get('version', 1)): raise TenPakError(f"plan version must be an integer, got {d.get('version')!r}")
         return cls({k: LayerPlan.from_dict(v) for k, v in d.get('layers', {}).items()}, dict(d.get('meta', {})),
                    {k: list(v) for k, v in awq.items()}, d.get('version', 1))
 
@@ -206,13 +228,22 @@ class Rule:
 
     def __post_init__(self):
         if isinstance(self.match, str): self.match = [self.match]
+        if not isinstance(self.match, (list, tuple)) or not self.match or not all(isinstance(m, str) and m for m in self.match):
+            raise TenPakError(f"rule 'match' must be a name or regex, or a list of them, got {self.match!r}")
+        self.match = list(self.match)
+        for m in self.match:
+            try: re.compile(m)
+            except re.error as e: raise TenPakError(f"rule match {m!r} is not a valid regex: {e}") from None
+        if not isinstance(self.set, dict): raise TenPakError(f"rule settings must be a mapping, got {self.set!r}")
         check_keys(self.set, LayerPlan, 'rule setting')
         LayerPlan(**self.set)  # validate values early
         if self.group_range is not None:
-            lo, hi = self.group_range
-            if not 0 < lo <= hi: raise TenPakError(f"group_range needs 0 < lo <= hi, got {self.group_range}")
-            self.group_range = (int(lo), int(hi))
-        if not 0 <= self.sparsity_frac <= 1: raise TenPakError(f"sparsity_frac must be in [0, 1], got {self.sparsity_frac}")
+            gr = self.group_range
+            if not isinstance(gr, (list, tuple)) or len(gr) != 2 or not all(is_int(x) for x in gr) or not 0 < gr[0] <= gr[1]:
+                raise TenPakError(f"group_range must be [lo, hi] integers with 0 < lo <= hi, got {gr!r}")
+            self.group_range = (int(gr[0]), int(gr[1]))
+        if not is_number(self.sparsity_frac) or not 0 <= self.sparsity_frac <= 1:
+            raise TenPakError(f"sparsity_frac must be a number in [0, 1], got {self.sparsity_frac!r}")
 
     def matches(self, name: str) -> bool:
         return any(name.split('.')[-1] == m or re.search(m, name) for m in self.match)
@@ -220,6 +251,7 @@ class Rule:
     @classmethod
     def from_dict(cls, d: dict) -> 'Rule':
         "Rules are written flat in files: `{match: q_proj, group_size: 64}`."
+        if not isinstance(d, dict): raise TenPakError(f"every rule must be a mapping such as {{match: q_proj, bits: 8}}, got {d!r}")
         d = dict(d)
         if 'match' not in d: raise TenPakError(f"every rule needs a 'match' key, got {sorted(d)}")
         meta = {k: d.pop(k) for k in ('match', 'group_range', 'sparsity_frac') if k in d}
@@ -251,14 +283,23 @@ class Recipe:
     version: int = 1                        # recipe format version
 
     def __post_init__(self):
+        for k, t in (('name', str), ('strategy', str), ('defaults', dict), ('rules', list), ('awq', bool), ('allocation', str)):
+            if not isinstance(getattr(self, k), t): raise TenPakError(f"recipe {k!r} must be a {t.__name__}, got {getattr(self, k)!r}")
         check_keys(self.defaults, LayerPlan, 'defaults')
         LayerPlan(**self.defaults)
         self.rules = [r if isinstance(r, Rule) else Rule.from_dict(r) for r in self.rules]
         if self.allocation not in ('static', 'fisher', 'budget'): raise TenPakError(f"allocation must be static, fisher or budget, got {self.allocation!r}")
+        if self.target_bpw is not None and (not is_number(self.target_bpw) or not 0 < self.target_bpw <= 32):
+            raise TenPakError(f"target_bpw must be a number of bits per weight in (0, 32], got {self.target_bpw!r}")
         if self.allocation == 'budget' and not self.target_bpw: raise TenPakError("allocation 'budget' needs target_bpw")
-        if self.awq_tokens is not None and self.awq_tokens < 1: raise TenPakError(f"awq_tokens must be >= 1 (or null for all), got {self.awq_tokens}")
-        if self.awq_grid < 1: raise TenPakError(f"awq_grid must be >= 1, got {self.awq_grid}")
-        for c in self.candidates or []: check_keys(c, LayerPlan, 'candidate'); LayerPlan(**c)
+        for k, lo in (('awq_grid', 1), ('calib_samples', 1), ('fisher_samples', 0), ('version', 1)):
+            if not is_int(getattr(self, k)) or getattr(self, k) < lo: raise TenPakError(f"{k} must be an integer >= {lo}, got {getattr(self, k)!r}")
+        if self.awq_tokens is not None and (not is_int(self.awq_tokens) or self.awq_tokens < 1):
+            raise TenPakError(f"awq_tokens must be an integer >= 1 (or null for all), got {self.awq_tokens!r}")
+        if self.candidates is not None and not isinstance(self.candidates, list): raise TenPakError(f"candidates must be a list of settings, got {self.candidates!r}")
+        for c in self.candidates or []:
+            if not isinstance(c, dict): raise TenPakError(f"every candidate must be a mapping of LayerPlan settings, got {c!r}")
+            check_keys(c, LayerPlan, 'candidate'); LayerPlan(**c)
 
     @property
     def needs_fisher(self) -> bool:
@@ -282,6 +323,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> 'Recipe':
+        if not isinstance(d, dict): raise TenPakError(f"a recipe must be a mapping, got {type(d).__name__}")
         check_keys(d, cls, 'recipe')
         return cls(**d)
 
@@ -290,14 +332,17 @@ class Recipe:
         "Load a recipe from a `.yaml`/`.yml` or `.toml` file."
         path = Path(path)
         if not path.is_file(): raise TenPakError(f"recipe file not found: {path}")
+        if path.suffix not in ('.toml', '.yaml', '.yml'): raise TenPakError(f"recipe files must be .yaml, .yml or .toml, got {path.name}")
+        try: text = path.read_bytes().decode('utf-8')
+        except UnicodeDecodeError as e: raise TenPakError(f"recipe {path} is not UTF-8 text (byte {e.start})") from None
+        except OSError as e: raise TenPakError(f"cannot read recipe {path}: {e.strerror}") from None
         try:
-            if path.suffix == '.toml': d = tomllib.loads(path.read_text())
-            elif path.suffix in ('.yaml', '.yml'):
+            if path.suffix == '.toml': d = tomllib.loads(text)
+            else:
                 import yaml
-                d = yaml.safe_load(path.read_text())
-            else: raise TenPakError(f"recipe files must be .yaml, .yml or .toml, got {path.name}")
-        except TenPakError: raise
-        except Exception as e: raise TenPakError(f"cannot parse recipe {path}: {e}") from None
+                d = yaml.safe_load(text)
+        except Exception as e: raise TenPakError(f"cannot parse recipe {path}: {' '.join(str(e).split())}") from None
+        if not d: raise TenPakError(f"recipe {path} is empty")       # TOML and YAML alike: no silent defaults
         if not isinstance(d, dict): raise TenPakError(f"recipe {path} must be a mapping at top level")
         d.setdefault('name', path.stem)
         return cls.from_dict(d)
@@ -378,3 +423,54 @@ def tiny_mistral(layers=2, hidden=64, inter=128, heads=4, kv_heads=2, vocab=256,
                         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=512,
                         tie_word_embeddings=True)
     return MistralForCausalLM(cfg).eval()
+
+# %% ../nbs/00_core.ipynb #3edb60c4
+TMP_PREFIX = '.tenpak-'
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): return True
+    return True
+
+def clean_stale(parent) -> list[str]:
+    "Remove `.tenpak-PID-*` temp folders in `parent` whose process is gone (restoring a previous result moved aside); the names handled."
+    parent, done = Path(parent), []
+    if not parent.is_dir(): return done
+    for p in sorted(parent.glob(TMP_PREFIX + '*')):
+        m = re.fullmatch(re.escape(TMP_PREFIX) + r'(\d+)-(new|old)-(.*)', p.name)
+        if not m or int(m[1]) == os.getpid() or _alive(int(m[1])): continue
+        target = parent / m[3] if m[2] == 'old' else None
+        if target is not None and not target.exists(): p.rename(target)    # died between the two renames: keep the old result
+        else: shutil.rmtree(p, ignore_errors=True)
+        done.append(p.name)
+    return done
+
+def check_target_dir(target) -> Path:
+    "Raise `TenPakError` unless `target` can be written as a folder (it may exist; its parent is created). Cheap: call it before long work."
+    target = Path(target)
+    if target.exists() and not target.is_dir(): raise TenPakError(f"{target} exists and is not a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(prefix=f'{TMP_PREFIX}{os.getpid()}-new-', dir=target.parent).cleanup()
+    except OSError as e: raise TenPakError(f"cannot write results to {target}: {e.strerror or e}") from None
+    return target
+
+@contextmanager
+def atomic_dir(target):
+    "Yield a fresh temp folder beside `target`; on success it replaces `target` as a whole, on any error (or interrupt) it is removed and `target` is untouched."
+    target = check_target_dir(target)
+    clean_stale(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f'{TMP_PREFIX}{os.getpid()}-new-', dir=target.parent))
+    old = target.parent / f'{TMP_PREFIX}{os.getpid()}-old-{target.name}'
+    try:
+        yield tmp
+        if old.exists(): shutil.rmtree(old)
+        if target.exists(): target.rename(old)
+        try: tmp.rename(target)
+        except BaseException:
+            if old.exists() and not target.exists(): old.rename(target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)

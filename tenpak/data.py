@@ -90,19 +90,25 @@ def _split_tail(text: str, frac: float = 0.1) -> tuple[str, str]:
     n_test = max(1, round(len(paras) * frac)) if len(paras) > 1 else 0
     return '\n\n'.join(paras[:len(paras) - n_test]), '\n\n'.join(paras[len(paras) - n_test:])
 
-def _read(p: Path) -> str:
-    try: return p.read_text(encoding='utf-8', errors='replace')
+def _read(p: Path, encoding: str | None = None) -> str:
+    "The text of `p`: UTF-8 (a BOM allowed) unless `encoding` is given; bytes that do not decode are an error, never replaced."
+    try: b = p.read_bytes()
     except OSError as e: raise TenPakError(f"cannot read {p}: {e.strerror}") from None
+    try: return b.decode(encoding or 'utf-8-sig')
+    except LookupError: raise TenPakError(f"unknown text encoding {encoding!r}") from None
+    except UnicodeDecodeError as e:
+        hint = "; pass its encoding (e.g. --encoding latin-1)" if encoding is None else ''
+        raise TenPakError(f"{p} is not {encoding or 'UTF-8'} text (byte 0x{b[e.start]:02x} at offset {e.start}){hint}") from None
 
-def _local(path: Path) -> Corpus:
+def _local(path: Path, encoding: str | None = None) -> Corpus:
     "A corpus from a text file or a folder of .txt / .md files (record files and saved `datasets` folders: `_records`, `_saved_datasets`)."
-    if path.is_file() and path.suffix in RECORD_SUFFIXES: return _records(path)
+    if path.is_file() and path.suffix in RECORD_SUFFIXES: return _records(path, encoding)
     if path.is_dir() and (path / 'dataset_dict.json').is_file(): return _saved_datasets(path)
     if path.is_file():
-        train, test = _split_tail(_read(path))
+        train, test = _split_tail(_read(path, encoding))
         return Corpus(str(path), train, test, f'file {path.name}: last 10% of paragraphs held out')
     files = sorted(p for p in path.rglob('*') if p.suffix in ('.txt', '.md') and p.is_file())
-    docs = {p.relative_to(path).as_posix(): _read(p).strip() for p in files}
+    docs = {p.relative_to(path).as_posix(): _read(p, encoding).strip() for p in files}
     docs = {k: v for k, v in docs.items() if v}
     train, test = split_docs(docs)
     if train and test:
@@ -131,9 +137,9 @@ def _text_column(rows: list, where: str) -> list[str]:
     if bad is not None: raise TenPakError(f"{where}: record {bad + 1} has no text (a 'text' field with a string is needed)")
     return rows
 
-def _jsonl(path: Path) -> list[str]:
+def _jsonl(path: Path, encoding: str | None = None) -> list[str]:
     rows = []
-    for i, line in enumerate(_read(path).splitlines()):
+    for i, line in enumerate(_read(path, encoding).splitlines()):
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise TenPakError(f"{path}: line {i + 1} is not JSON ({e.msg})") from None
@@ -150,9 +156,9 @@ def _arrow_table(path: Path):
             except pa.ArrowInvalid: src.seek(0); return ipc.open_stream(src).read_all()    # datasets writes streams
     except (OSError, pa.ArrowException) as e: raise TenPakError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
 
-def _records(path: Path) -> Corpus:
+def _records(path: Path, encoding: str | None = None) -> Corpus:
     "A corpus from a .jsonl / .parquet / .arrow file: one document per record."
-    if path.suffix == '.jsonl': rows = _jsonl(path)
+    if path.suffix == '.jsonl': rows = _jsonl(path, encoding)
     else:
         t = _arrow_table(path)
         if 'text' not in t.column_names: raise TenPakError(f"{path} has no 'text' column (columns: {', '.join(t.column_names)})")
@@ -178,12 +184,14 @@ def _saved_datasets(path: Path) -> Corpus:
     return Corpus(str(path), text['train'], text['test'], f'saved datasets folder: its train / test splits')
 
 # %% ../nbs/05_data.ipynb #473666d3
-def load_corpus(name_or_path: str | Path = 'embedded') -> Corpus:
+def load_corpus(name_or_path: str | Path = 'embedded',
+                encoding: str | None = None,   # of local files (default UTF-8; other bytes are an error)
+               ) -> Corpus:
     "Load a corpus: 'embedded', 'wikitext2', a text file or a folder of .txt/.md files."
     name = str(name_or_path)
     if name == 'embedded': c = _embedded()
     elif name == 'wikitext2': c = _wikitext2()
-    elif Path(name).expanduser().exists(): c = _local(Path(name).expanduser())
+    elif Path(name).expanduser().exists(): c = _local(Path(name).expanduser(), encoding)
     else: raise TenPakError(f"unknown corpus {name!r}: use 'embedded', 'wikitext2' or an existing file / folder")
     if not c.train.strip(): raise TenPakError(f"corpus {name!r} has no training text")
     if not c.test.strip(): raise TenPakError(f"corpus {name!r} has an empty held-out split (it needs at least two paragraphs)")

@@ -11,7 +11,7 @@ from .core import TenPakError, LayerPlan, STORABLE_NM
 from .quant import group_count
 
 # %% auto #0
-__all__ = ['check_storable', 'stored_tensors', 'tensor_bits']
+__all__ = ['check_storable', 'stored_tensors', 'tensor_bits', 'check_tensors']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
@@ -54,3 +54,49 @@ def tensor_bits(spec: dict) -> dict[str, int]:
         for s in shape: n *= s
         out[k] = n * _BITS[dt]
     return out
+
+# %% ../nbs/03b_formats.ipynb #92833571
+_CSR = ('crow', 'col', 'val')
+
+def _fail(msg): raise TenPakError(msg)
+
+def check_tensors(lp: LayerPlan, N: int, K: int, own: dict[str, torch.Tensor], name: str = 'layer',
+                  values: bool = True,   # False: names, dtypes and shapes only (tensors without data, e.g. on the meta device)
+                 ) -> None:
+    "Raise `TenPakError` naming `name.part` unless `own` (suffix -> tensor) is a valid stored `(N, K)` Linear compressed as `lp`."
+    from tenpak.outliers import n_outliers
+    bad = [k for k, v in own.items() if not isinstance(v, torch.Tensor)]
+    if bad: _fail(f"{name}.{bad[0]} is not a tensor")
+    csr = [k for k in _CSR if k in own]
+    if csr and len(csr) < 3: _fail(f"{name}.{({*_CSR} - {*csr}).pop()} is missing: the outlier CSR needs crow, col and val together")
+    n_out = own['col'].numel() if 'col' in own else 0
+    if csr and lp.keep: _fail(f"{name}.crow: a layer kept in fp16 stores no outliers")
+    if csr and n_out == 0: _fail(f"{name}.col is empty: an empty outlier CSR is not stored")
+    if not lp.keep and n_out > n_outliers(N * K, lp.outlier_frac):
+        _fail(f"{name}.col holds {n_out} outliers; the plan keeps at most {n_outliers(N * K, lp.outlier_frac)}")
+    try: want = stored_tensors(lp, N, K, has_bias='bias' in own, n_out=n_out)
+    except TenPakError as e: _fail(f"{name}: {e}")
+    for k in own:
+        if k not in want: _fail(f"{name}.{k} is not part of a {lp.describe()} layer")
+    for k, (dt, shape) in want.items():
+        if k not in own: _fail(f"{name}.{k} is missing")
+        if own[k].dtype != dt or tuple(own[k].shape) != shape: _fail(f"{name}.{k} has {own[k].dtype} {tuple(own[k].shape)}, expected {dt} {shape}")
+    if not values: return
+    for k in ('scales', 'zeros', 'val', 'bias', 'weight'):
+        if k in own and not bool(torch.isfinite(own[k]).all()): _fail(f"{name}.{k} holds NaN or inf")
+    if lp.keep: return
+    if not bool((own['scales'] > 0).all()): _fail(f"{name}.scales must be positive")
+    if 'zeros' in own:
+        z, qmax = own['zeros'].float(), 2 ** lp.bits - 1
+        if not bool(((z >= 0) & (z <= qmax)).all()): _fail(f"{name}.zeros must lie in [0, {qmax}]")
+        if lp.zero == 'int' and not bool((z == z.round()).all()): _fail(f"{name}.zeros must be integers (zero='int')")
+    if lp.sparsity == (2, 4):          # each nibble: two kept positions p0 < p1 (3:4 stores the one dropped position: any 2 bits)
+        nib = (own['meta'].to(torch.int64)[..., None] >> torch.arange(0, 32, 4, device=own['meta'].device)) & 15
+        if not bool(((nib & 3) < (nib >> 2)).all()): _fail(f"{name}.meta holds an invalid 2:4 position pair")
+    if csr:
+        crow, col = own['crow'].to(torch.int64), own['col'].to(torch.int64) & 0xFFFF
+        if int(crow[0]) != 0 or int(crow[-1]) != n_out: _fail(f"{name}.crow must run from 0 to {n_out} (the number of outliers)")
+        if not bool((crow[1:] >= crow[:-1]).all()): _fail(f"{name}.crow must not decrease")
+        if int(col.max()) >= K: _fail(f"{name}.col holds a column >= in_features {K}")
+        rows = torch.repeat_interleave(torch.arange(N, device=crow.device), crow[1:] - crow[:-1], output_size=n_out)  # safe: checked above
+        if not bool(((col[1:] > col[:-1]) | (rows[1:] != rows[:-1])).all()): _fail(f"{name}.col must increase within each row")

@@ -14,7 +14,8 @@ from transformers.quantizers import HfQuantizer, register_quantization_config, r
 from transformers.utils.quantization_config import QuantizationConfigMixin
 from .core import TenPakError, LayerPlan, Plan
 from .formats import stored_tensors
-from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, _sha256, quant_config, hf_guard
+from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, _sha256, quant_config, hf_guard, _json, _check_meta, _check_files
+from .formats import check_tensors
 
 # %% auto #0
 __all__ = ['TenPakConfig', 'TenPakHfQuantizer', 'packed_state_dict', 'register', 'unregister']
@@ -88,11 +89,11 @@ class TenPakHfQuantizer(HfQuantizer):
         files = [Path(f) for f in checkpoint_files or []]
         if not files: raise TenPakError("a TenPak checkpoint needs its safetensors file(s)")
         folder = files[0].parent
-        if (folder / META).is_file() and [f.name for f in files] == [WEIGHTS]:
-            try: sha = json.loads((folder / META).read_text())['sha256']
-            except (json.JSONDecodeError, KeyError, TypeError) as e: raise TenPakError(f"{folder / META} is corrupt: {e}") from None
-            if _sha256(files[0]) != sha: raise TenPakError(f"{files[0]} does not match the checksum in {META} (truncated or modified; "
-                                                          f"a folder re-saved by save_pretrained keeps a stale {META}: delete it)")
+        if (folder / META).is_file() and [f.name for f in files] == [WEIGHTS]:     # a save_packed folder: every file against its checksum
+            meta = _json(folder / META)
+            _check_meta(meta, folder / META)
+            try: _check_files(folder, meta, None, True)
+            except TenPakError as e: raise TenPakError(f"{e} (a folder re-saved by save_pretrained keeps a stale {META}: delete it)") from None
         head = _header(files)
         dtype = dtype if isinstance(dtype, torch.dtype) else torch.float16
         for n, (lp, (N, K)) in self.quantization_config.layer_plans().items():
@@ -110,9 +111,12 @@ class TenPakHfQuantizer(HfQuantizer):
         return model
 
     def _process_model_after_weight_loading(self, model, **kwargs):
-        for m in model.modules():
-            if isinstance(m, PackedLinear) and m.plan.sym: m.zeros = torch.full_like(m.scales, 2 ** (m.bits - 1))
-        return model
+        for n, m in model.named_modules():
+            if not isinstance(m, PackedLinear): continue
+            if m.plan.sym: m.zeros = torch.full_like(m.scales, 2 ** (m.bits - 1))
+            own = {k: v for k, v in m.named_buffers(recurse=False) if k != 'weight' and not (k == 'zeros' and m.plan.sym)}
+            check_tensors(m.plan, m.out_features, m.in_features, {k: v.half() if v.is_floating_point() else v for k, v in own.items()}, n)
+        return model     # every value checked, as load_packed does, before any kernel sees it
 
     def is_serializable(self, *args, **kwargs): return True
     @property

@@ -75,7 +75,10 @@ def to_csr(dense_mask: torch.Tensor, w: torch.Tensor) -> CSR:
     rows, cols = dense_mask.nonzero(as_tuple=True)      # row-major order
     crow = torch.zeros(N + 1, dtype=torch.int32, device=w.device)
     crow[1:] = torch.bincount(rows, minlength=N).cumsum(0)
-    return CSR(crow, cols.to(torch.int32), w[rows, cols].half(), (N, K))
+    val = w[rows, cols].half()
+    if not bool(torch.isfinite(val).all()):        # an fp16 inf would be stored silently
+        raise TenPakError(f"an outlier of {float(w[rows, cols].abs().max()):.3g} is beyond fp16's range (65504): it cannot be stored")
+    return CSR(crow, cols.to(torch.int32), val, (N, K))
 
 def extract_outliers(w: torch.Tensor, frac: float, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, CSR]:
     "Split `w` into (rest with outliers zeroed, outliers as CSR); the top `round(frac*numel)` by `scores` (default |w|)."

@@ -6,25 +6,25 @@ Docs: https://tenpak.github.io/tenpak/pack.html.md"""
 
 # %% ../nbs/14_pack.ipynb #08330dc1
 from __future__ import annotations
-import hashlib, json, shutil, tempfile
+import hashlib, json, math, re
 from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .formats import stored_tensors
-from .core import TenPakError, STORABLE_NM, LayerPlan, Plan, find_linears, rebuild_meta_buffers
+from .formats import check_tensors
+from .core import TenPakError, STORABLE_NM, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
 from .outliers import CSR
 from .quant import group_count, pack_bits, unpack_bits
 from .compress import Compressed
 from . import kernel as K
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed', 'tune_model',
-           'quant_config', 'hf_guard', 'save_packed', 'load_packed']
+__all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'DIGEST', 'CONFIG', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed',
+           'tune_model', 'quant_config', 'hf_guard', 'checkpoint_digest', 'seal', 'save_packed', 'load_packed']
 
 # %% ../nbs/14_pack.ipynb #785ea552
-FORMAT_VERSION = 1
-WEIGHTS, META = 'model.safetensors', 'tenpak.json'
+FORMAT_VERSION = 2        # 2: tenpak.json lists every file's SHA-256, tenpak.sha256 holds tenpak.json's (1: the weights' only)
+WEIGHTS, META, DIGEST, CONFIG = 'model.safetensors', 'tenpak.json', 'tenpak.sha256', 'config.json'
 
 def _col16(col: torch.Tensor) -> torch.Tensor:
     "Column indices < 65536 stored in int16 bits."
@@ -64,7 +64,8 @@ class PackedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, plan: LayerPlan, tensors: dict[str, torch.Tensor], dtype=torch.float16,
                  name: str = 'PackedLinear'):
         super().__init__()
-        _check_parts(name, plan, out_features, in_features, tensors)   # once here: forward skips the checks
+        meta = any(isinstance(v, torch.Tensor) and v.is_meta for v in tensors.values())   # shapes now, values once loaded (`tenpak.hf`)
+        check_tensors(plan, out_features, in_features, tensors, name, values=not meta)   # once here, every value: forward skips the checks
         self.in_features, self.out_features, self.plan = in_features, out_features, plan
         self.bits, self.nm = plan.bits, plan.sparsity
         self.group_size = in_features // group_count(in_features, plan.group_size)   # a group >= K is per-channel
@@ -178,8 +179,24 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 24), b''): h.update(chunk)
     return h.hexdigest()
 
+def checkpoint_digest(path) -> str:
+    "The SHA-256 that pins a packed checkpoint: that of its `tenpak.json`, which lists the SHA-256 of every other file."
+    p = Path(path) / META
+    if not p.is_file(): raise TenPakError(f"{path} is not a packed TenPak checkpoint (missing {META})")
+    return _sha256(p)
+
+def seal(path) -> str:
+    "List every file of the checkpoint folder `path` with its SHA-256 in `tenpak.json`, write `tenpak.sha256`; returns the digest."
+    path = Path(path)
+    meta = json.loads((path / META).read_text())
+    meta['files'] = {p.name: _sha256(p) for p in sorted(path.iterdir()) if p.is_file() and p.name not in (META, DIGEST)}
+    (path / META).write_text(json.dumps(meta, indent=1))
+    digest = checkpoint_digest(path)
+    (path / DIGEST).write_text(digest + '\n')
+    return digest
+
 def save_packed(model, plan: Plan, parts: dict[str, Compressed], out_dir, tokenizer=None, device=None) -> Path:
-    "Write a packed checkpoint of a model compressed by `apply.compress_model(..., keep_parts=True)`."
+    "Write a packed checkpoint of a model compressed by `apply.compress_model(..., keep_parts=True)` (replacing `out_dir` as a whole, atomically)."
     from safetensors.torch import save_file
     out_dir = Path(out_dir)
     lins = find_linears(model)
@@ -192,59 +209,174 @@ def save_packed(model, plan: Plan, parts: dict[str, Compressed], out_dir, tokeni
         tensors.update(pack_linear(n, parts[n], lin.bias, device))
         skip |= {f'{n}.weight', f'{n}.bias'}
     for k, v in model.state_dict().items():
-        if k not in skip and k not in tensors: tensors[k] = v.detach().half().contiguous().cpu()
+        if k not in skip and k not in tensors:
+            tensors[k] = v.detach().half().contiguous().cpu()
+            if not bool(torch.isfinite(tensors[k]).all()): raise TenPakError(f"{k} holds values beyond fp16's range (65504): it cannot be stored")
     if getattr(model.config, 'tie_word_embeddings', False): tensors.pop('lm_head.weight', None)
     tensors.update(hf_guard(plan))               # plain transformers stops here instead of loading random weights
-    tmp = Path(tempfile.mkdtemp(prefix='.tenpak-', dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:   # write everything into a temp folder, then move: never a half-written checkpoint
+    with atomic_dir(out_dir) as tmp:     # everything into a temp folder, then renamed: never a half-written checkpoint
         save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tenpak', 'version': str(FORMAT_VERSION)})
         model.config.save_pretrained(tmp)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         shapes = {n: list(lins[n].weight.shape) for n, _ in plan}
-        meta = dict(format='tenpak', version=FORMAT_VERSION, plan=plan.to_dict(), shapes=shapes, sha256=_sha256(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps(meta, indent=1))
-        _add_quant_config(tmp, plan, shapes)       # config.json says `quant_method: tenpak` (see `tenpak.hf`)
-        if out_dir.exists(): shutil.rmtree(out_dir)
-        shutil.move(str(tmp), str(out_dir))
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / META).write_text(json.dumps(dict(format='tenpak', version=FORMAT_VERSION, plan=plan.to_dict(), shapes=shapes), indent=1))
+        _add_quant_config(tmp, plan, shapes)       # config.json says `quant_method: tenpak` (see `tenpak.hf`); sealed with the rest
+        seal(tmp)
     return out_dir
 
-def load_packed(path, device='cpu', dtype=torch.float16, verify: bool = True):
-    "Load a packed checkpoint as a Hugging Face model whose compressed Linears are `PackedLinear`."
+
+# %% ../nbs/14_pack.ipynb #dd682e08
+def _json(p: Path) -> dict:
+    "A JSON object from file `p` (strict: UTF-8, no NaN/Infinity), or a `TenPakError` naming it."
+    def no_const(c): raise ValueError(f"{c} is not valid JSON")
+    try: d = json.loads(p.read_bytes().decode('utf-8'), parse_constant=no_const)
+    except (UnicodeDecodeError, ValueError) as e: raise TenPakError(f"{p} is corrupt: {e}") from None
+    except OSError as e: raise TenPakError(f"cannot read {p}: {e.strerror}") from None
+    if not isinstance(d, dict): raise TenPakError(f"{p} must hold a JSON object, got {type(d).__name__}")
+    return d
+
+def _check_pin(path: Path, digest: str):
+    "The expected digest pins tenpak.json (which pins every other file)."
+    if not isinstance(digest, str) or not re.fullmatch(r'[0-9a-fA-F]{64}', digest): raise TenPakError(f"digest must be 64 hex digits, got {digest!r}")
+    if checkpoint_digest(path) != digest.lower(): raise TenPakError(f"{path / META} does not match the expected digest {digest} (not the pinned checkpoint)")
+
+def _check_files(path: Path, meta: dict, digest: str | None, verify: bool):
+    "Checksums: tenpak.sha256 (or the pinned `digest`) covers tenpak.json; tenpak.json's `files` cover every other file; nothing else may be in the folder."
+    if digest is None and verify:
+        try: own = (path / DIGEST).read_text().strip()
+        except (OSError, UnicodeDecodeError): raise TenPakError(f"{path / DIGEST} is missing or unreadable (the checksum of {META})") from None
+        if own != checkpoint_digest(path): raise TenPakError(f"{path / META} does not match its checksum in {DIGEST} (truncated or modified)")
+    if not (verify or digest): return
+    for p in sorted(path.iterdir()):
+        if p.name not in meta['files'] and p.name not in (META, DIGEST): raise TenPakError(f"{p} is not listed in {META} (added after saving?)")
+    for name, sha in meta['files'].items():
+        if not (path / name).is_file(): raise TenPakError(f"{path / name} is missing (listed in {META})")
+        if _sha256(path / name) != sha: raise TenPakError(f"{path / name} does not match its checksum (truncated or modified)")
+
+def _check_meta(meta: dict, where: Path) -> Plan:
+    "Schema of tenpak.json; returns its plan."
+    want = {'format', 'version', 'plan', 'shapes', 'files'}
+    if set(meta) != want: raise TenPakError(f"{where}: keys must be {sorted(want)}, got {sorted(meta)}")
+    if meta['format'] != 'tenpak' or not is_int(meta['version']) or meta['version'] != FORMAT_VERSION:
+        raise TenPakError(f"{where}: unsupported checkpoint format {meta['format']!r} v{meta['version']!r} (this TenPak reads tenpak v{FORMAT_VERSION})")
+    files = meta['files']
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise TenPakError(f"{where}: 'files' must map file names to SHA-256 digests")
+    for k, v in files.items():
+        if k in (META, DIGEST) or not re.fullmatch(r'[\w.-]+', k) or k.startswith('..'): raise TenPakError(f"{where}: 'files' lists a bad name {k!r}")
+        if not re.fullmatch(r'[0-9a-f]{64}', v): raise TenPakError(f"{where}: 'files' has a bad digest for {k}")
+    for k in (WEIGHTS, CONFIG):
+        if k not in files: raise TenPakError(f"{where}: 'files' does not list {k}")
+    try: plan = Plan.from_dict(meta['plan'])
+    except TenPakError as e: raise TenPakError(f"{where}: plan: {e}") from None
+    shapes = meta['shapes']
+    if not isinstance(shapes, dict) or set(shapes) != set(plan.layers):
+        raise TenPakError(f"{where}: 'shapes' must give the shape of every planned Linear")
+    for n, s in shapes.items():
+        if not isinstance(s, list) or len(s) != 2 or not all(is_int(x) and x > 0 for x in s): raise TenPakError(f"{where}: shapes: {n} must be [out, in], got {s!r}")
+    return plan
+
+_CONFIG_POS = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
+               'max_position_embeddings', 'head_dim', 'sliding_window')
+
+def _check_value(v, default) -> bool:
+    "Does JSON value `v` have the kind of the config class's `default` (a finite number for a number, ...)?"
+    if default is None or v is None: return v is None or not isinstance(v, float) or math.isfinite(v)
+    if isinstance(default, bool): return isinstance(v, bool)
+    if isinstance(default, (int, float)): return is_number(v) and (is_int(v) or not isinstance(default, int) or isinstance(default, bool))
+    if isinstance(default, dict): return isinstance(v, dict) and all(_check_value(x, None) for x in v.values())
+    return isinstance(v, type(default))
+
+def _check_config(d: dict, where: Path):
+    "Schema of config.json: a supported architecture, only keys its config class knows, values of their kinds, positive sizes."
+    from transformers import AutoConfig
+    mt = d.get('model_type')
+    if mt not in ARCHS: raise TenPakError(f"{where}: model_type must be one of {', '.join(ARCHS)}, got {mt!r}")
+    default = {'rope_theta': 1.0, 'rope_scaling': None, 'torch_dtype': '', **AutoConfig.for_model(mt).to_dict()}   # + older transformers' keys
+    for k, v in d.items():
+        if k not in default: raise TenPakError(f"{where}: unknown key {k!r} for a {mt} config")
+        if not _check_value(v, default[k]): raise TenPakError(f"{where}: {k} has a bad value {v!r}")
+    for k in _CONFIG_POS:
+        if d.get(k) is not None and (not is_int(d[k]) or d[k] < 1): raise TenPakError(f"{where}: {k} must be a positive integer, got {d[k]!r}")
+    for k in ('rms_norm_eps', 'rope_theta'):
+        if k in d and not (is_number(d[k]) and d[k] > 0): raise TenPakError(f"{where}: {k} must be a positive number, got {d[k]!r}")
+    rope = d.get('rope_parameters') or {}
+    if 'rope_theta' in rope and not (is_number(rope['rope_theta']) and rope['rope_theta'] > 0): raise TenPakError(f"{where}: rope_theta must be positive")
+    if d.get('num_key_value_heads') and d.get('num_attention_heads') and d['num_attention_heads'] % d['num_key_value_heads']:
+        raise TenPakError(f"{where}: num_attention_heads must be a multiple of num_key_value_heads")
+    return d
+
+def _build_config(d: dict, tensors: dict, path: Path):
+    "The model config of `d` (a checked config.json), once its vocabulary, width and depth agree with the stored tensors (so the file bounds the model)."
+    from transformers import AutoConfig
+    arch = ARCHS[d['model_type']]
+    emb = tensors.get(arch.embed + '.weight')
+    v, h = d.get('vocab_size'), d.get('hidden_size')
+    if emb is None or tuple(emb.shape) != (v, h):
+        raise TenPakError(f"{path / CONFIG}: vocab_size x hidden_size {v} x {h} does not match "
+                          f"{arch.embed}.weight {None if emb is None else tuple(emb.shape)} in {WEIGHTS}")
+    blocks = {k[len(arch.blocks) + 1:].split('.', 1)[0] for k in tensors if k.startswith(arch.blocks + '.')}
+    n = d.get('num_hidden_layers')
+    if n != len(blocks) or blocks != {str(i) for i in range(n)}:
+        raise TenPakError(f"{path / CONFIG}: num_hidden_layers {d.get('num_hidden_layers')} does not match the {len(blocks)} blocks in {WEIGHTS}")
+    try: return AutoConfig.for_model(**d)
+    except Exception as e: raise TenPakError(f"{path / CONFIG}: not a valid {d['model_type']} config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+def load_packed(path, device='cpu', dtype=torch.float16,
+                verify: bool = True,            # check every file against the checksums the checkpoint carries
+                digest: str | None = None,      # the expected `checkpoint_digest` (pins a checkpoint from elsewhere; implies verify)
+               ):
+    "Load a packed checkpoint as a Hugging Face model whose compressed Linears are `PackedLinear`, validating every file and tensor first."
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
     path = Path(path)
-    if not (path / META).is_file() or not (path / WEIGHTS).is_file(): raise TenPakError(f"{path} is not a packed TenPak checkpoint (missing {META} or {WEIGHTS})")
-    try: meta = json.loads((path / META).read_text())
-    except json.JSONDecodeError as e: raise TenPakError(f"{path / META} is corrupt: {e}") from None
-    if meta.get('format') != 'tenpak' or meta.get('version') != FORMAT_VERSION: raise TenPakError(f"unsupported checkpoint format {meta.get('format')} v{meta.get('version')}")
-    if verify and _sha256(path / WEIGHTS) != meta['sha256']: raise TenPakError(f"{path / WEIGHTS} does not match its checksum (truncated or modified)")
-    plan = Plan.from_dict(meta['plan'])
+    if not all((path / f).is_file() for f in (META, WEIGHTS, CONFIG)):
+        raise TenPakError(f"{path} is not a packed TenPak checkpoint (needs {META}, {WEIGHTS} and {CONFIG})")
+    if digest is not None: _check_pin(path, digest)          # before reading anything else
+    meta = _json(path / META)
+    plan = _check_meta(meta, path / META)
+    _check_files(path, meta, digest, verify)
+    cfg = _json(path / CONFIG)
+    qc = cfg.pop('quantization_config', None)       # written by save_packed (see `tenpak.hf`): checked against the plan below
+    config = _check_config(cfg, path / CONFIG)
     try:
         with safe_open(str(path / WEIGHTS), framework='pt') as f: tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e: raise TenPakError(f"cannot read {path / WEIGHTS}: {str(e).splitlines()[0]}") from None
-    config = AutoConfig.from_pretrained(path)
-    with torch.device('meta'): model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    except Exception as e: raise TenPakError(f"cannot read {path / WEIGHTS}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    config = _build_config(config, tensors, path)
+    if qc is not None: config.quantization_config = qc     # so save_pretrained writes TenPak again (`tenpak.hf`)
+    try:
+        with torch.device('meta'): model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    except Exception as e: raise TenPakError(f"{path / CONFIG}: cannot build the model: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    lins = find_linears(model)
+    guard = hf_guard(plan)                           # the empty weight that stops a transformers without TenPak
+    for k, g in guard.items():
+        t = tensors.pop(k, None)
+        if t is None or t.dtype != g.dtype or tuple(t.shape) != tuple(g.shape): raise TenPakError(f"{path / WEIGHTS}: {k} must be the empty guard tensor {tuple(g.shape)}")
     for n, lp in plan:
+        if n not in lins: raise TenPakError(f"{path / META}: plan names {n}, which is not a Linear of this {config.model_type} model")
+        if tuple(meta['shapes'][n]) != tuple(lins[n].weight.shape):
+            raise TenPakError(f"{path / META}: shapes: {n} is {meta['shapes'][n]} but {CONFIG} makes it {list(lins[n].weight.shape)}")
         if lp.keep: continue
-        own = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(n + '.')]}
+        own = {k[len(n) + 1:]: tensors.pop(k) for k in [k for k in tensors if k.startswith(n + '.')]}
+        N, Kin = meta['shapes'][n]
+        try: pl = PackedLinear(Kin, N, lp, own, dtype, n)      # validates every tensor and value
+        except TenPakError as e: raise TenPakError(f"{path / WEIGHTS}: {e}") from None
         parent, child = n.rsplit('.', 1)
-        model.get_submodule(parent).register_module(child, PackedLinear.from_packed(n, tuple(meta['shapes'][n]), lp, own, dtype))
-    sd = {k: v.to(dtype) for k, v in tensors.items()}
-    missing = set(k for k, _ in model.named_parameters()) - set(sd)
-    if getattr(config, 'tie_word_embeddings', False): missing.discard('lm_head.weight')
-    if missing: raise TenPakError(f"checkpoint lacks {sorted(missing)[0]}")
-    model.load_state_dict(sd, strict=False, assign=True)
-    if getattr(config, 'tie_word_embeddings', False): model.tie_weights()
+        model.get_submodule(parent).register_module(child, pl)
+    for k, g in guard.items(): model.get_submodule(k.rsplit('.', 1)[0]).register_buffer('weight', g.to(dtype))   # kept: save_pretrained writes it too
+    tied = bool(getattr(config, 'tie_word_embeddings', False))
+    packed = {n for n, lp in plan if not lp.keep}
+    want = {k: v for k, v in model.state_dict().items() if not (tied and k == 'lm_head.weight') and k.rsplit('.', 1)[0] not in packed}
+    for k in tensors:
+        if k not in want: raise TenPakError(f"{path / WEIGHTS}: unexpected tensor {k}")
+    for k, v in want.items():
+        t = tensors.get(k)
+        if t is None: raise TenPakError(f"{path / WEIGHTS}: {k} is missing")
+        if t.dtype != torch.float16 or t.shape != v.shape: raise TenPakError(f"{path / WEIGHTS}: {k} has {t.dtype} {tuple(t.shape)}, expected torch.float16 {tuple(v.shape)}")
+        if not bool(torch.isfinite(t).all()): raise TenPakError(f"{path / WEIGHTS}: {k} holds NaN or inf")
+    if qc is not None and qc != json.loads(json.dumps(quant_config(plan, meta['shapes']))):
+        raise TenPakError(f"{path / CONFIG}: quantization_config does not match the plan in {META}")
+    model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=False, assign=True)
+    if tied: model.tie_weights()
     rebuild_meta_buffers(model)
     return model.to(device).eval()
-
-def _check_parts(n, lp, N, Kin, own):
-    "Validate a Linear's packed tensors against its plan and shape."
-    try: want = stored_tensors(lp, N, Kin)        # the format's one description (outliers and bias checked below)
-    except TenPakError as e: raise TenPakError(f"{n}: {e}") from None
-    for k, (dt, shape) in want.items():
-        if k not in own: raise TenPakError(f"checkpoint lacks {n}.{k}")
-        if own[k].dtype != dt or tuple(own[k].shape) != shape: raise TenPakError(f"{n}.{k} has {own[k].dtype} {tuple(own[k].shape)}, expected {dt} {shape}")
-    if 'bias' in own and tuple(own['bias'].shape) != (N,): raise TenPakError(f"{n}.bias must have shape ({N},), got {tuple(own['bias'].shape)}")

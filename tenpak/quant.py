@@ -11,8 +11,8 @@ import torch
 from .core import TenPakError, BITS, ZEROS
 
 # %% auto #0
-__all__ = ['group_count', 'fit_group', 'QTensor', 'group_params', 'quantize_codes', 'quantize', 'dequantize', 'fake_quant',
-           'pack_bits', 'unpack_bits']
+__all__ = ['FP16_MAX', 'group_count', 'fit_group', 'QTensor', 'group_params', 'quantize_codes', 'quantize', 'dequantize',
+           'fake_quant', 'pack_bits', 'unpack_bits']
 
 # %% ../nbs/01_quant.ipynb #2cc890bc
 def group_count(in_features: int, group_size: int) -> int:
@@ -60,6 +60,17 @@ def _fp16_up(s):
     h = s.half()
     return torch.where(h.float() < s, torch.nextafter(h, torch.full_like(h, float('inf'))), h).float()
 
+FP16_MAX = 65504.
+
+def _check_range(rng, bits, sym):
+    "Raise `TenPakError` if a group's range needs a scale beyond fp16 (such a weight cannot be stored; clamping would be silently wrong)."
+    qmax, _ = _qrange(bits, sym)
+    span = rng if sym else rng[1].clamp_min(0) - rng[0].clamp_max(0)
+    worst = float(span.max()) if span.numel() else 0.
+    if not worst / qmax <= FP16_MAX:
+        raise TenPakError(f"weights spanning {worst:.3g} in one group need a scale above fp16's {FP16_MAX:g} at INT{bits}: "
+                          f"this weight cannot be stored")
+
 def _params(rng, bits, sym, ratio, zero='int'):
     "Scales and zeros `(N, G, 1)` from the group ranges (`_ranges`) shrunk by clip `ratio`."
     qmax, zsym = _qrange(bits, sym)
@@ -100,6 +111,7 @@ def group_params(w: torch.Tensor,            # weight (N, K)
     wg = w.detach().float().reshape(N, G, g)
     mg = None if mask is None else mask.reshape(N, G, g)
     rng = _ranges(wg, sym, mg)                            # the ratio-independent part, once
+    _check_range(rng, bits, sym)
     s, z = _params(rng, bits, sym, 1.0, zero)
     if clip == 'mse':
         imp = mg if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)

@@ -6,11 +6,12 @@ Docs: https://tenpak.github.io/tenpak/recipe.html.md"""
 
 # %% ../nbs/16_recipe.ipynb #3ff76521
 from __future__ import annotations
-import dataclasses, datetime, json, math
+import dataclasses, datetime, json, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, find_linears, ATTN_TYPES, MLP_TYPES
+from .core import atomic_dir, check_target_dir, is_int
 from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
 from .zoo import load_model, default_seqlen
@@ -18,13 +19,15 @@ from .eval import PPL, perplexity, as_windows, max_context
 from .calib import collect_stats
 from .core import LayerPlan, get_method
 from .fisher import fisher_diag
-from .plan import build_plan
+from .plan import build_plan, group_ladder, DEFAULT_CANDIDATES, _fit
+from .accounting import linear_bits
 from .apply import compress_model
 from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
 # %% auto #0
-__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'hessian_score', 'Result', 'run']
+__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'hessian_score', 'check_device', 'check_log',
+           'check_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
 ATTN, MLP = list(ATTN_TYPES), list(MLP_TYPES)
@@ -130,6 +133,58 @@ def hessian_score(stats: dict, fisher: dict | None = None):
         return err
     return score
 
+# %% ../nbs/16_recipe.ipynb #c1161432
+def check_device(device=None) -> torch.device:
+    "The compute device named by `device` (default: cuda if available, else cpu), or a `TenPakError` if it is unknown or absent."
+    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError): raise TenPakError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == 'cpu': return dev
+    if dev.type != 'cuda': raise TenPakError(f"device {device!r} is not supported (use cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available(): raise TenPakError(f"device {device!r} is not available: no CUDA GPU here")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TenPakError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA GPU(s) here")
+    return dev
+
+def check_log(log=None) -> Path:
+    "The results log path `run` appends to (`log` None/True: the default), or a `TenPakError` if it cannot be written."
+    p = Path(rlog.default_log_path() if log in (None, True) else log)
+    if p.is_dir(): raise TenPakError(f"results log {p} is a folder")
+    a = p.parent
+    while not a.exists() and a != a.parent: a = a.parent
+    if not a.is_dir() or not os.access(a if not p.exists() else p, os.W_OK): raise TenPakError(f"cannot write the results log {p}")
+    return p
+
+def check_recipe(model, rec: Recipe) -> None:
+    "Check `rec` against `model`'s Linears without statistics: rules match, group sizes fit, a budget is reachable."
+    lins = find_linears(model)
+    for k, rule in enumerate(rec.rules):
+        if not any(rule.matches(n) for n in lins):
+            raise TenPakError(f"recipe {rec.name!r}: rule {k} (match {rule.match}) matches no Linear of this model")
+    least = 0
+    for n, mod in lins.items():
+        shape, s = tuple(mod.weight.shape), rec.layer_settings(n)
+        groups = {s.get('group_size', LayerPlan.group_size)}
+        for r in rec.rules:
+            if r.group_range and r.matches(n): groups |= set(group_ladder(*r.group_range))
+        for g in sorted(groups):
+            lp = _fit(n, shape, {**s, 'group_size': g})
+            if not lp.keep and g < shape[1] and lp.group_size == shape[1]:
+                raise TenPakError(f"recipe {rec.name!r}: {n}: group_size {g} does not divide in_features {shape[1]} "
+                                  f"and no smaller multiple of 8 does; use a divisor of {shape[1]}")
+        if rec.allocation == 'budget':
+            costs = []
+            for c in rec.candidates or DEFAULT_CANDIDATES:
+                try: costs.append(linear_bits(shape, _fit(n, shape, {**s, **c}), mod.bias is not None).total)
+                except TenPakError: pass
+            if not costs: raise TenPakError(f"recipe {rec.name!r}: {n}: no candidate configuration fits this layer")
+            least += min(costs)
+    if rec.allocation == 'budget':
+        lowest = least / sum(m.weight.numel() for m in lins.values())
+        if rec.target_bpw < lowest:
+            raise TenPakError(f"recipe {rec.name!r}: target_bpw {rec.target_bpw:g} is below the least its candidates can store "
+                              f"for this model ({lowest:.3f} bits/weight)")
+
 # %% ../nbs/16_recipe.ipynb #aec53bcd
 @dataclass
 class Result:
@@ -167,19 +222,29 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         progress: bool = True,
         tokenizer=None,                      # the tokenizer of a loaded `model`
         model_name: str | None = None,       # what the record calls the model (default: `model`, or a loaded model's name_or_path)
+        encoding: str | None = None,         # of a local `data` file (default: UTF-8, anything else is an error)
        ) -> Result:
-    "Compress `model` with `recipe` and measure it."
+    "Compress `model` with `recipe` and measure it. Every input is checked before the heavy work; outputs are written atomically at the end."
     rec = get_recipe(recipe)
     loaded = isinstance(model, torch.nn.Module)
     if loaded and tokenizer is None: raise TenPakError("a loaded model needs its tokenizer: run(..., model=m, tokenizer=tok)")
     name = model_name or (getattr(model, 'name_or_path', '') or type(model).__name__ if loaded else str(model))
-    seqlen = seqlen or default_seqlen(name)
-    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if seqlen is not None and (not is_int(seqlen) or seqlen < 2): raise TenPakError(f"seqlen must be an integer >= 2, got {seqlen!r}")
+    if eval_windows is not None and (not is_int(eval_windows) or eval_windows < 1):
+        raise TenPakError(f"eval_windows must be an integer >= 1 (leave it out for all windows), got {eval_windows!r}")
+    if not is_int(batch_size) or batch_size < 1: raise TenPakError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if baseline is not None and not (isinstance(baseline, (int, float)) and math.isfinite(baseline) and baseline > 0):
+        raise TenPakError(f"baseline must be a positive perplexity, got {baseline!r}")
+    device = check_device(device)
     dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
     if pack and not save_dir: raise TenPakError("pack=True needs save_dir")
+    if save_dir: check_target_dir(save_dir)
+    if log is not False: check_log(log)
     given = plan if plan is None or isinstance(plan, Plan) else Plan.load(plan)
+    seqlen = seqlen or default_seqlen(name)
     st = Stages(device)
     with st('load'):
+        corpus = load_corpus(data, encoding)            # a missing or unreadable file is reported before the model loads
         mdl, tok = (model.eval(), tokenizer) if loaded else load_model(model, device='cpu' if stream else device, dtype=dtype)
         get_arch(mdl); check_finite(mdl)
         if given is not None:
@@ -187,11 +252,12 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
             if unknown: raise TenPakError(f"the given plan names a Linear this model does not have: {unknown[0]}")
         ctx = max_context(mdl)
         if ctx is not None and seqlen > ctx: raise TenPakError(f"seqlen {seqlen} is longer than the model's context ({ctx})")
-        corpus = load_corpus(data)
+        check_recipe(mdl, rec)
     with st('tokenize'):
         test = as_windows(tokenize(tok, corpus.test), seqlen)
         if eval_windows: test = test[:eval_windows]
         train_ids = tokenize(tok, corpus.train)
+        if train_ids.numel() < seqlen: raise TenPakError(f"{data}: the training text has {train_ids.numel()} tokens, fewer than one calibration window of {seqlen}")
     ppl = (lambda: perplexity_streaming(mdl, test, batch_size=batch_size, device=device, progress=progress)) if stream else \
           (lambda: perplexity(mdl, test, batch_size=batch_size, progress=progress))
     with st('baseline_ppl'):
@@ -229,12 +295,15 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                   plan_notes=sorted({lp.note for _, lp in plan if lp.note}), outliers=sum(applied.outlier_counts.values()),
                   awq=applied.awq, plan_given=given is not None, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), versions=rlog.versions())
-    if save_dir:
-        d = Path(save_dir); d.mkdir(parents=True, exist_ok=True)
-        plan.save(d / 'plan.json')
-        if pack:
-            from tenpak.pack import save_packed
-            save_packed(mdl, plan, applied.parts, d / 'packed', tokenizer=tok, device=device)
-        (d / 'record.json').write_text(json.dumps(record, indent=1))
-    if log is not False: rlog.append(record, None if log in (None, True) else log)
+    if save_dir:      # plan, record and checkpoint together, into a temp folder renamed over `save_dir` at the end
+        with atomic_dir(save_dir) as d:
+            plan.save(d / 'plan.json')
+            if pack:
+                from tenpak.pack import save_packed, checkpoint_digest
+                save_packed(mdl, plan, applied.parts, d / 'packed', tokenizer=tok, device=device)
+                record['packed_digest'] = checkpoint_digest(d / 'packed')
+            (d / 'record.json').write_text(json.dumps(record, indent=1))
+    if log is not False:
+        try: rlog.append(record, None if log in (None, True) else log)
+        except OSError as e: raise TenPakError(f"cannot append to the results log: {e}") from None
     return Result(record, plan, mdl, tok, applied)
