@@ -11,7 +11,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import TenPakError, LayerPlan, Plan, Recipe, find_linears
+from .core import TenPakError, LayerPlan, Plan, Recipe
+from .arch import find_linears, linear_roles, role_token
 from .quant import fit_group
 from .accounting import linear_bits
 from .compress import compress_weight
@@ -61,14 +62,15 @@ def build_plan(model, recipe: Recipe,
     if fisher is not None:
         missing = [n for n in lins if n not in fisher or tuple(fisher[n].shape) != tuple(lins[n].weight.shape)]
         if missing: raise TenPakError(f"Fisher statistics do not match this model (first mismatch: {missing[0]})")
-    settings = {n: {**({'awq': True} if recipe.awq else {}), **recipe.layer_settings(n)} for n in lins}
+    roles = linear_roles(model)                        # rules match a Linear by its role (or name / regex)
+    settings = {n: {**({'awq': True} if recipe.awq else {}), **recipe.layer_settings(n, roles[n])} for n in lins}
     for k, rule in enumerate(recipe.rules):            # a rule that matches nothing is a typo, not a no-op
-        if not any(rule.matches(n) for n in lins):
+        if not any(rule.matches(n, roles[n]) for n in lins) and not all(role_token(m) for m in rule.match):
             raise TenPakError(f"recipe {recipe.name!r}: rule {k} (match {rule.match}) matches no Linear of this model")
     if recipe.allocation == 'fisher' or any(r.group_range or r.sparsity_frac < 1 for r in recipe.rules):
         scores = layer_scores({n: fisher[n] for n in lins})
         for rule in recipe.rules:
-            matched = [n for n in lins if rule.matches(n)]
+            matched = [n for n in lins if rule.matches(n, roles[n])]
             ranked = _ranked(matched, scores)
             if rule.group_range:
                 ladder = group_ladder(*rule.group_range)
