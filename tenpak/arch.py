@@ -183,12 +183,17 @@ def linear_roles(model, arch: Arch | None = None) -> dict[str, str]:
     return {n: layer_role(n, arch) for n in find_linears(model, arch)}
 
 def rebuild_meta_buffers(model, device='cpu') -> None:
-    "Re-create (on `device`) submodules whose non-persistent buffers (rotary `inv_freq`) are still on the meta device."
+    "Re-create (on `device`) non-persistent buffers still on the meta device: modules built from the config (rotary `inv_freq`), and scalar buffers kept beside their value (Gemma's `embed_scale`)."
     for name, mod in list(model.named_modules()):
         if name and hasattr(mod, 'config') and any(b is None or b.is_meta for b in mod._buffers.values()):
             parent, child = name.rsplit('.', 1) if '.' in name else ('', name)
             with torch.device('cpu'): new = type(mod)(config=mod.config)
             model.get_submodule(parent).register_module(child, new.to(device))
+    for name, mod in list(model.named_modules()):
+        for k, b in list(mod._buffers.items()):
+            if b is None or not b.is_meta: continue
+            if not hasattr(mod, f'scalar_{k}'): raise TenPakError(f"cannot rebuild buffer {name}.{k} (not saved in the checkpoint)")
+            mod._buffers[k] = torch.tensor(getattr(mod, f'scalar_{k}'), dtype=b.dtype, device=device)
 
 def check_finite(model) -> None:
     "Raise `TenPakError` if any parameter holds NaN or inf."
