@@ -7,7 +7,8 @@ Docs: https://tenpak.github.io/tenpak/accounting.html.md"""
 # %% ../nbs/04_accounting.ipynb #d10863fc
 from __future__ import annotations
 from dataclasses import dataclass, field
-from .core import LayerPlan, Plan, find_linears
+from .core import LayerPlan, Plan
+from .arch import find_linears
 from .quant import group_count
 from .sparse import nm_meta_bits
 from .outliers import n_outliers

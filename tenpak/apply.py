@@ -10,7 +10,8 @@ import copy, time
 from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
-from .core import TenPakError, Plan, LayerStats, get_arch, get_method, find_linears, check_finite
+from .core import TenPakError, Plan, LayerStats, get_method
+from .arch import get_arch, find_linears, check_finite
 from .compress import Compressed
 from . import gptq as _gptq   # registers the 'gptq' method
 from .calib import block_loop, linear_input_stats, run_block

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 import torch
 from torch import nn
-from .core import TenPakError, LayerPlan, Arch
+from .core import TenPakError, LayerPlan
+from .arch import Arch, Feed
 from .compress import compress_weight
 from .calib import ActStats, BlockInputs, _out, linear_input_stats, to_device
 from .fisher import fisher_in_scaled_coords, _fig
@@ -60,10 +61,12 @@ def _cols(s: torch.Tensor, lin: nn.Linear, head_dim: int | None) -> torch.Tensor
 def fold_norm(norm: nn.Module,            # RMSNorm / LayerNorm with a per-channel `weight`
               linears: list[nn.Linear],    # the Linears it feeds
               s: torch.Tensor,             # (C,) scale
+              offset: float = 0.0,         # the norm computes (offset + weight) · x̂ (Gemma: 1)
              ):
-    "Divide the norm's weight (and bias) by `s`, multiply the Linears' input columns by `s`: the float function is unchanged."
+    "Divide the norm's gain `offset + weight` (and bias) by `s`, multiply the Linears' input columns by `s`: the float function is unchanged."
     if norm.weight.numel() != s.numel(): raise TenPakError(f"norm has {norm.weight.numel()} channels, scale {s.numel()}")
-    _rescale_(norm.weight, 1 / s)
+    if offset: norm.weight.copy_(((offset + norm.weight.float()) / s.to(norm.weight.device) - offset).to(norm.weight.dtype))
+    else: _rescale_(norm.weight, 1 / s)
     if getattr(norm, 'bias', None) is not None: _rescale_(norm.bias, 1 / s)
     for l in linears: _rescale_(l.weight, _cols(s, l, None)[None, :])
 
@@ -72,13 +75,18 @@ def fold_linear(prev: nn.Linear,          # the Linear whose outputs feed `linea
                 linears: list[nn.Linear],  # e.g. [o_proj]
                 s: torch.Tensor,           # (prev.out_features,) scale per feeding channel
                 head_dim: int | None = None,   # needed when prev feeds grouped heads (GQA: o_proj wider than v_proj)
+                rows: torch.Tensor | None = None,   # the feeding rows of a fused `prev` (in the Linears' column order); None: all
                ):
     "Divide `prev`'s output rows (and bias) by `s`, multiply the Linears' input columns by `s` (repeated over grouped heads)."
-    if prev.out_features != s.numel(): raise TenPakError(f"{prev.out_features} output rows, scale has {s.numel()}")
+    n_out = prev.out_features if rows is None else len(rows)
+    if n_out != s.numel(): raise TenPakError(f"{n_out} output rows, scale has {s.numel()}")
     cols = [_cols(s, l, head_dim) for l in linears]       # validate before touching anything
-    _rescale_(prev.weight, 1 / s[:, None])
-    if prev.bias is not None: _rescale_(prev.bias, 1 / s)
+    r = torch.ones(prev.out_features)
+    r[slice(None) if rows is None else rows] = s.float().cpu()
+    _rescale_(prev.weight, 1 / r[:, None])
+    if prev.bias is not None: _rescale_(prev.bias, 1 / r)
     for l, c in zip(linears, cols): _rescale_(l.weight, c[None, :])
+    return r
 
 # %% ../nbs/10_awq.ipynb #7c0888ea
 def _mse(module, inputs, ref) -> float:
@@ -210,21 +218,33 @@ def _first_batches(hs: list, max_tokens: int | None) -> list:
         if n >= max_tokens: break
     return out
 
+def _block_config(block):
+    "The model config a block's modules keep (HF attention modules do), or None."
+    return next((m.config for m in block.modules() if hasattr(getattr(m, 'config', None), 'hidden_size')), None)
+
+def _search_module(block, f: Feed) -> str:
+    "Module whose output error the search of feed `f` minimises: the smallest one holding its Linears; for a norm feeding one (fused) Linear, its parent (the attention / MLP)."
+    m = _common(list(f.linears))
+    if f.norm and len(f.linears) == 1 and '.' in m: m = m.rsplit('.', 1)[0]
+    return m
+
 def _plan_groups(block, plans, arch):
-    "Groups to search: (prev, linears, expand, head_dim), plus {prev: reason} for the others."
+    "Groups to search: `Feed`s (with head_dim), plus {prev: reason} for the others."
     todo, skipped = [], {}
-    for prev, lins in arch.feeds:
+    for f in arch.resolved_feeds(_block_config(block)):
+        prev, lins = f.prev, f.linears
         try: p, ls = block.get_submodule(prev), [block.get_submodule(n) for n in lins]
         except AttributeError: skipped[prev] = 'module not in this block'; continue
         if not any(n in plans and plans[n].awq and not plans[n].keep for n in lins):
             skipped[prev] = 'no Linear planned with awq'; continue
         hd = None
-        if isinstance(p, nn.Linear):
-            if any(l.in_features != p.out_features for l in ls):
+        if not f.norm:
+            n_out = p.out_features if f.rows is None else len(f.rows)
+            if any(l.in_features != n_out for l in ls):
                 hd = _head_dim(block, prev)
-                if hd is None or any(l.in_features % p.out_features or p.out_features % hd for l in ls):
-                    skipped[prev] = f"{p.out_features} outputs cannot feed {[l.in_features for l in ls]} inputs"; continue
-        todo.append((prev, lins, hd))
+                if hd is None or any(l.in_features % n_out or n_out % hd for l in ls):
+                    skipped[prev] = f"{n_out} outputs cannot feed {[l.in_features for l in ls]} inputs"; continue
+        todo.append((f, hd))
     return todo, skipped
 
 # %% ../nbs/10_awq.ipynb #b351a887
@@ -248,7 +268,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     todo, skipped = _plan_groups(block, plans, arch)
     res = AwqResult(skipped=skipped)
     if not todo and not stats and not hessian: return res
-    mods = {g[0]: _common(list(g[1])) for g in todo}
+    mods = {f.prev: _search_module(block, f) for f, _ in todo}
     caught = {name: [] for name in set(mods.values())}
     def catch(name):
         def f(mod, args, kwargs): caught[name].append((args, dict(kwargs)))
@@ -256,7 +276,7 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     hooks = [block.get_submodule(n).register_forward_pre_hook(catch(n), with_kwargs=True) for n in caught]
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
     try:
-        with linear_input_stats(block, list({*stats, *(g[1][0] for g in todo)}), hessian=hessian) as st:
+        with linear_input_stats(block, list({*stats, *(f.linears[0] for f, _ in todo)}), hessian=hessian) as st:
             first = len(_first_batches(inp.hs, max_tokens))     # the search sees these; the statistics see every batch
             for k, h in enumerate(inp.hs):
                 if k == first:
@@ -265,25 +285,28 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     finally:
         for hk in hooks: hk.remove()
     found = []
-    for prev, lins, hd in todo:
+    for f, hd in todo:
+        prev, lins = f.prev, f.linears
         x = st[lins[0]]
-        x_mean = x.abs_mean if hd is None else gqa_pool(x.abs_mean, block.get_submodule(prev).out_features, hd)
+        n_out = None if f.norm else block.get_submodule(prev).out_features if f.rows is None else len(f.rows)
+        x_mean = x.abs_mean if hd is None else gqa_pool(x.abs_mean, n_out, hd)
         expand = None if hd is None else (lambda s, K, hd=hd: s if K == s.numel() else gqa_expand(s, K, hd))
         if scales and prev in scales:                 # replay: the plan already holds this group's scale
             s = torch.as_tensor(scales[prev], dtype=torch.float32)
             if s.numel() != x_mean.numel(): raise TenPakError(f"stored AWQ scale for {prev} has {s.numel()} channels, the block {x_mean.numel()}")
-            res.replayed.append(prev); found.append((prev, lins, hd, s)); continue
+            res.replayed.append(prev); found.append((f, hd, s)); continue
         ss = search_scale(block.get_submodule(mods[prev]), caught[mods[prev]], {n: block.get_submodule(n) for n in lins},
                           x_mean, plans, grid, fisher, x.sq_mean, expand, coarse)
         res.groups.append(AwqGroup(prev, tuple(lins), mods[prev], ss.alphas, ss.errs, ss.alpha))
-        found.append((prev, lins, hd, ss.s))
+        found.append((f, hd, ss.s))
     caught.clear()
-    for prev, lins, hd, s in found:
+    for f, hd, s in found:
+        prev, lins = f.prev, f.linears
         res.found[prev] = s
         if (s == 1).all(): continue
         p, ls = block.get_submodule(prev), [block.get_submodule(n) for n in lins]
-        if isinstance(p, nn.Linear): fold_linear(p, ls, s, hd); res.row_scales[prev] = s
-        else: fold_norm(p, ls, s)
+        if f.norm: fold_norm(p, ls, s, arch.norm_offset)
+        else: res.row_scales[prev] = fold_linear(p, ls, s, hd, f.rows)
         for n, l in zip(lins, ls): res.scales[n] = _cols(s, l, hd)
     for n in stats:                    # a scaled Linear's input is divided by its column scale s
         if n in res.scales: st[n].rescale(res.scales[n])

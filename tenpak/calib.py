@@ -12,7 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import LayerStats, get_arch, get_blocks, get_module
+from .core import LayerStats
+from .arch import get_arch, get_blocks, get_module
 
 # %% auto #0
 __all__ = ['to_device', 'BlockInputs', 'capture_inputs', 'run_block', 'ActStats', 'linear_input_stats', 'block_loop',
@@ -22,26 +23,43 @@ __all__ = ['to_device', 'BlockInputs', 'capture_inputs', 'run_block', 'ActStats'
 class _Stop(Exception): pass
 
 class _Catcher(nn.Module):
-    def __init__(self, block, store):
-        super().__init__(); self.block, self.store = block, store
+    def __init__(self, block, store, stop=True, every=True):
+        super().__init__(); self.block, self.store, self.stop, self.every = block, store, stop, every
+    def __getattr__(self, name):             # the model's loop may read block attributes (`attention_type`)
+        try: return super().__getattr__(name)
+        except AttributeError:
+            if name == 'block': raise
+            return getattr(self.block, name)
     def forward(self, hidden_states, *args, **kwargs):
-        self.store.append((hidden_states, args, kwargs)); raise _Stop
+        if self.every or not self.store: self.store.append((hidden_states, args, kwargs))
+        if self.stop: raise _Stop
+        return hidden_states
 
-def to_device(x, device):
-    "Move tensors (inside tuples / dicts) to `device`."
-    if isinstance(x, torch.Tensor): return x.to(device)
-    if isinstance(x, (tuple, list)): return type(x)(to_device(v, device) for v in x)
-    if isinstance(x, dict): return {k: to_device(v, device) for k, v in x.items()}
+def to_device(x, device, memo: dict | None = None):
+    "Move tensors (inside tuples / dicts) to `device`; with `memo`, a tensor met twice is moved once (shared)."
+    if isinstance(x, torch.Tensor):
+        if memo is None: return x.to(device)
+        if id(x) not in memo: memo[id(x)] = (x, x.to(device))
+        return memo[id(x)][1]
+    if isinstance(x, (tuple, list)): return type(x)(to_device(v, device, memo) for v in x)
+    if isinstance(x, dict): return {k: to_device(v, device, memo) for k, v in x.items()}
     return x
 
 @dataclass
 class BlockInputs:
-    "Calibration activations entering a block: hidden states per batch, plus the shared block kwargs."
+    "Calibration activations entering a block: hidden states per batch, plus that block's args and kwargs."
     hs: list[torch.Tensor]          # each (b, T, H), on the offload device
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
+    layers: list | None = None      # (args, kwargs) of every block (they differ for sliding-window layers)
+    index: int = 0                  # the block `hs` enter
     @property
     def n_tokens(self) -> int: return sum(h.shape[0] * h.shape[1] for h in self.hs)
+    def next(self, hs: list[torch.Tensor]) -> 'BlockInputs':
+        "The inputs of the next block: hidden states `hs`, with that block's args and kwargs."
+        i = self.index + 1
+        a, k = self.layers[i] if self.layers and i < len(self.layers) else (self.args, self.kwargs)
+        return BlockInputs(hs, a, k, self.layers, i)
 
 def _batches(n, batch_size):
     "Equal batch size dividing n (so the captured block kwargs fit every batch)."
@@ -49,27 +67,29 @@ def _batches(n, batch_size):
 
 @torch.no_grad()
 def capture_inputs(model, ids: torch.Tensor, batch_size: int = 8, device=None, offload='cpu') -> BlockInputs:
-    "Run `model` on `ids` (n, T) up to its first block; return what that block receives."
+    "Run `model` on `ids` (n, T) up to its blocks; return what the first block receives (and every block's kwargs)."
     arch = get_arch(model)
     blocks = get_blocks(model)
     device = torch.device(device) if device else next(model.parameters()).device
     bs = _batches(len(ids), batch_size)
-    store, moved = [], []
-    for path in (arch.embed, 'model.rotary_emb'):       # small modules the capture needs on the device
+    stores, moved = [[] for _ in blocks], []
+    for path in (arch.embed, *arch.inputs):       # small modules the capture needs on the device
         try: mod = get_module(model, path)
         except AttributeError: continue
         p = next(iter(list(mod.parameters()) + list(mod.buffers())), None)
         if p is not None and p.device != device: moved.append((mod, p.device)); mod.to(device)
-    blocks[0] = _Catcher(blocks[0], store)
+    L = len(blocks)
+    for i in range(L): blocks[i] = _Catcher(blocks[i], stores[i], stop=i == L - 1, every=i == 0)
     try:
         for b in range(0, len(ids), bs):
             try: model(ids[b: b + bs].to(device), use_cache=False)
             except _Stop: pass
     finally:
-        blocks[0] = blocks[0].block
+        for i in range(L): blocks[i] = blocks[i].block
         for mod, dev in moved: mod.to(dev)
-    _, args, kwargs = store[0]
-    return BlockInputs([to_device(h, offload) for h, _, _ in store], to_device(args, offload), to_device(kwargs, offload))
+    memo = {}                                     # kwargs shared by blocks (the same mask, rotary tables) stay shared
+    layers = [to_device((s or stores[0])[0][1:], offload, memo) for s in stores]
+    return BlockInputs([to_device(h, offload) for h, _, _ in stores[0]], *layers[0], layers=layers)
 
 def _out(y): return y[0] if isinstance(y, tuple) else y      # a block's output tensor (HF blocks may return tuples)
 
@@ -84,7 +104,7 @@ def run_block(block: nn.Module, inp: BlockInputs, device=None, offload='cpu',
     for h in inp.hs:
         y = block(h.to(device), *args, **kwargs)
         if keep: out.append(_out(y).to(offload))
-    return BlockInputs(out, inp.args, inp.kwargs) if keep else None
+    return inp.next(out) if keep else None
 
 # %% ../nbs/08_calib.ipynb #d70d30ce
 @dataclass

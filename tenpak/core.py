@@ -17,11 +17,9 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS', 'METHODS',
-           'PLAN_VERSION', 'ARCHS', 'ATTN_TYPES', 'MLP_TYPES', 'TMP_PREFIX', 'TenPakError', 'is_int', 'is_number',
-           'parse_nm', 'LayerPlan', 'check_keys', 'LayerStats', 'Method', 'register_method', 'get_method', 'Plan',
-           'Rule', 'Recipe', 'Arch', 'get_arch', 'get_module', 'get_blocks', 'layer_type', 'layer_kind', 'block_index',
-           'find_linears', 'rebuild_meta_buffers', 'check_finite', 'tiny_mistral', 'clean_stale', 'check_target_dir',
-           'atomic_dir']
+           'PLAN_VERSION', 'TMP_PREFIX', 'TenPakError', 'is_int', 'is_number', 'parse_nm', 'LayerPlan', 'check_keys',
+           'LayerStats', 'Method', 'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'clean_stale',
+           'check_target_dir', 'atomic_dir']
 
 # %% ../nbs/00_core.ipynb #2a0fd302
 class TenPakError(ValueError):
@@ -220,8 +218,8 @@ _PLAN_KEYS = tuple(f.name for f in fields(LayerPlan) if f.name != 'note')
 
 @dataclass
 class Rule:
-    "Settings for the Linears whose name matches `match` (type names like `q_proj`, or regexes)."
-    match: list[str]                            # e.g. ['q_proj'] or [r'layers\.[0-3]\..*mlp']
+    "Settings for the Linears that `match` names: roles (`attn_q`, or the Llama alias `q_proj`), module names, or regexes."
+    match: list[str]                            # e.g. ['mlp_down'], ['q_proj'] or [r'layers\.[0-3]\..*mlp']
     set: dict[str, Any] = field(default_factory=dict)   # LayerPlan fields to set
     group_range: tuple[int, int] | None = None  # Fisher-guided: sensitive layers get lo, robust ones hi
     sparsity_frac: float = 1.0                  # fraction of matched layers (least Fisher-sensitive) that get `sparsity`
@@ -245,8 +243,11 @@ class Rule:
         if not is_number(self.sparsity_frac) or not 0 <= self.sparsity_frac <= 1:
             raise TenPakError(f"sparsity_frac must be a number in [0, 1], got {self.sparsity_frac!r}")
 
-    def matches(self, name: str) -> bool:
-        return any(name.split('.')[-1] == m or re.search(m, name) for m in self.match)
+    def matches(self, name: str, role: str | None = None) -> bool:
+        "Does Linear `name` (of role `role`; default: looked up from the name) match? A role token matches by role only."
+        from tenpak.arch import layer_role, role_token
+        role = role or layer_role(name)
+        return any(role == role_token(m) if role_token(m) else (name.split('.')[-1] == m or re.search(m, name)) for m in self.match)
 
     @classmethod
     def from_dict(cls, d: dict) -> 'Rule':
@@ -309,11 +310,11 @@ class Recipe:
                 or any(r.group_range or r.sparsity_frac < 1 for r in self.rules)
                 or any(s.get('outlier_method') == 'fisher' or s.get('sparsity_score') == 'fisher' for s in sets))
 
-    def layer_settings(self, name: str) -> dict[str, Any]:
-        "Merged LayerPlan fields for Linear `name`: defaults, then every matching rule in order."
+    def layer_settings(self, name: str, role: str | None = None) -> dict[str, Any]:
+        "Merged LayerPlan fields for Linear `name` (of role `role`): defaults, then every matching rule in order."
         d = dict(self.defaults)
         for r in self.rules:
-            if r.matches(name): d.update(r.set)
+            if r.matches(name, role): d.update(r.set)
         return d
 
     def to_dict(self) -> dict:
@@ -348,81 +349,15 @@ class Recipe:
         return cls.from_dict(d)
 
 # %% ../nbs/00_core.ipynb #5a3034c7
-@dataclass(frozen=True)
-class Arch:
-    "Where the decoder blocks live and which module feeds which Linears (names relative to a block)."
-    blocks: str                                # attribute path of the ModuleList of decoder blocks
-    embed: str                                 # input embedding module
-    final_norm: str                            # norm before lm_head
-    feeds: tuple[tuple[str, tuple[str, ...]], ...]   # (norm or Linear, the Linears it feeds)
+_MOVED = ('Arch', 'ARCHS', 'ATTN_TYPES', 'MLP_TYPES', 'get_arch', 'get_module', 'get_blocks', 'layer_type', 'layer_kind',
+          'block_index', 'find_linears', 'rebuild_meta_buffers', 'check_finite', 'tiny_mistral')
 
-_LLAMA_LIKE = Arch(
-    blocks='model.layers', embed='model.embed_tokens', final_norm='model.norm',
-    feeds=(('input_layernorm', ('self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj')),
-           ('self_attn.v_proj', ('self_attn.o_proj',)),
-           ('post_attention_layernorm', ('mlp.gate_proj', 'mlp.up_proj')),
-           ('mlp.up_proj', ('mlp.down_proj',))))
-
-ARCHS: dict[str, Arch] = {'mistral': _LLAMA_LIKE, 'llama': _LLAMA_LIKE, 'qwen2': _LLAMA_LIKE}
-
-ATTN_TYPES = ('q_proj', 'k_proj', 'v_proj', 'o_proj')
-MLP_TYPES = ('gate_proj', 'up_proj', 'down_proj')
-
-def get_arch(model) -> Arch:
-    "The `Arch` of a Hugging Face causal LM, or a `TenPakError` naming the unsupported type."
-    mt = getattr(getattr(model, 'config', None), 'model_type', None)
-    if mt not in ARCHS: raise TenPakError(f"unsupported architecture {mt!r}; supported: {', '.join(ARCHS)}")
-    return ARCHS[mt]
-
-def get_module(root: nn.Module, path: str) -> nn.Module:
-    "`root.a.b.0.c` for path `'a.b.0.c'`."
-    return root.get_submodule(path)
-
-def get_blocks(model) -> nn.ModuleList:
-    "The decoder blocks of `model`."
-    return get_module(model, get_arch(model).blocks)
-
-def layer_type(name: str) -> str:
-    "The sublayer type of a Linear name: its last component (`q_proj`, `down_proj`, ...)."
-    return name.split('.')[-1]
-
-def layer_kind(name: str) -> str:
-    "'attn', 'mlp' or 'other'."
-    t = layer_type(name)
-    return 'attn' if t in ATTN_TYPES else 'mlp' if t in MLP_TYPES else 'other'
-
-def block_index(name: str) -> int | None:
-    "Decoder block index in a Linear's name (`model.layers.3.mlp.up_proj` -> 3)."
-    m = re.search(r'\.(\d+)\.', name)
-    return int(m[1]) if m else None
-
-def find_linears(model, arch: Arch | None = None) -> dict[str, nn.Linear]:
-    "All compressible Linears (inside decoder blocks), by full module name, in forward order."
-    arch = arch or get_arch(model)
-    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.startswith(arch.blocks + '.')}
-
-def rebuild_meta_buffers(model, device='cpu') -> None:
-    "Re-create (on `device`) submodules whose non-persistent buffers (rotary `inv_freq`) are still on the meta device."
-    for name, mod in list(model.named_modules()):
-        if name and hasattr(mod, 'config') and any(b is None or b.is_meta for b in mod._buffers.values()):
-            parent, child = name.rsplit('.', 1) if '.' in name else ('', name)
-            with torch.device('cpu'): new = type(mod)(config=mod.config)
-            model.get_submodule(parent).register_module(child, new.to(device))
-
-def check_finite(model) -> None:
-    "Raise `TenPakError` if any parameter holds NaN or inf."
-    for n, p in model.named_parameters():
-        if not torch.isfinite(p).all(): raise TenPakError(f"parameter {n} contains NaN or inf")
-
-# %% ../nbs/00_core.ipynb #2042ff05
-def tiny_mistral(layers=2, hidden=64, inter=128, heads=4, kv_heads=2, vocab=256, seed=0):
-    "A small random `MistralForCausalLM` for tests and examples."
-    from transformers import MistralConfig, MistralForCausalLM
-    torch.manual_seed(seed)
-    cfg = MistralConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=512,
-                        tie_word_embeddings=True)
-    return MistralForCausalLM(cfg).eval()
+def __getattr__(name):
+    "The architecture table moved to `tenpak.arch`; its names stay importable from here."
+    if name in _MOVED:
+        from tenpak import arch
+        return getattr(arch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/00_core.ipynb #3edb60c4
 TMP_PREFIX = '.tenpak-'

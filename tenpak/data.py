@@ -213,20 +213,27 @@ def tokenize(tokenizer, # a Hugging Face tokenizer
 
 # %% ../nbs/05_data.ipynb #a90ccb5d
 def windows(ids: torch.Tensor, # 1-D token ids
-            seqlen: int        # window length
+            seqlen: int,       # window length
+            bos: int | None = None  # start every window with this token (then seqlen - 1 text tokens): families trained with BOS
            ) -> torch.Tensor:
     "Non-overlapping `[n, seqlen]` windows of `ids`; the tail that does not fill a window is dropped."
-    if seqlen < 1: raise TenPakError(f"seqlen must be >= 1, got {seqlen}")
+    if seqlen < 1 + (bos is not None): raise TenPakError(f"seqlen must be >= {1 + (bos is not None)}, got {seqlen}")
+    if bos is not None: return _with_bos(windows(ids, seqlen - 1), bos)
     n = ids.numel() // seqlen
     if n == 0: raise TenPakError(f"text has {ids.numel()} tokens, fewer than one window (need at least seqlen={seqlen})")
     return ids[:n * seqlen].reshape(n, seqlen)
 
+def _with_bos(w: torch.Tensor, bos: int) -> torch.Tensor:
+    return torch.cat([torch.full((len(w), 1), bos, dtype=w.dtype), w], 1)
+
 def calib_windows(ids_train: torch.Tensor, # 1-D token ids of the *train* split
                   n: int,                  # number of windows
                   seqlen: int,             # window length
-                  seed: int = 0            # same seed -> same windows
+                  seed: int = 0,           # same seed -> same windows
+                  bos: int | None = None   # start every window with this token (as `windows`)
                  ) -> torch.Tensor:
     "`n` random `[n, seqlen]` windows from the training ids, drawn with a seeded generator."
+    if bos is not None and seqlen >= 2: return _with_bos(calib_windows(ids_train, n, seqlen - 1, seed), bos)
     if n < 1 or seqlen < 1: raise TenPakError(f"need n >= 1 and seqlen >= 1, got n={n}, seqlen={seqlen}")
     if ids_train.numel() < seqlen: raise TenPakError(f"need at least seqlen={seqlen} training tokens, got {ids_train.numel()}")
     g = torch.Generator().manual_seed(seed)

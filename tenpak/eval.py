@@ -15,7 +15,7 @@ from .core import TenPakError
 from .data import windows
 
 # %% auto #0
-__all__ = ['PPL', 'next_token_nll', 'model_device', 'max_context', 'as_windows', 'eval_windows', 'perplexity']
+__all__ = ['PPL', 'next_token_nll', 'model_device', 'max_context', 'as_windows', 'model_bos', 'eval_windows', 'perplexity']
 
 # %% ../nbs/06_eval.ipynb #0e6c930d
 @dataclass
@@ -50,14 +50,20 @@ def max_context(model) -> int | None:
     "The longest context the model's config allows."
     return getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
 
-def as_windows(ids: torch.Tensor, seqlen: int) -> torch.Tensor:
-    "`ids` as `(n, seqlen)` windows: already windowed (2-D), or cut by `data.windows` (1-D)."
-    return ids if ids.ndim == 2 else windows(ids, seqlen)
+def as_windows(ids: torch.Tensor, seqlen: int, bos: int | None = None) -> torch.Tensor:
+    "`ids` as `(n, seqlen)` windows: already windowed (2-D), or cut by `data.windows` (1-D; each window starts with `bos` when given)."
+    return ids if ids.ndim == 2 else windows(ids, seqlen, bos)
+
+def model_bos(model, tokenizer=None) -> int | None:
+    "The BOS id windows of `model` start with (`arch.bos_id`); None for families without, or outside the table."
+    from tenpak.arch import bos_id
+    try: return bos_id(model, tokenizer)
+    except TenPakError: return None
 
 # %% ../nbs/06_eval.ipynb #0e5ff0f8
 def eval_windows(model, ids: torch.Tensor, seqlen: int, max_windows: int | None = None) -> torch.Tensor:
-    "The `(n, seqlen)` evaluation windows of `ids`, checked against the model's context."
-    win = as_windows(ids, seqlen)
+    "The `(n, seqlen)` evaluation windows of `ids` (1-D ids: starting with BOS where the family needs it), checked against the model's context."
+    win = as_windows(ids, seqlen, model_bos(model) if ids.ndim == 1 else None)
     ctx = max_context(model)
     if ctx is not None and win.shape[1] > ctx: raise TenPakError(f"seqlen {win.shape[1]} is longer than the model's context ({ctx})")
     return win[:max_windows] if max_windows else win

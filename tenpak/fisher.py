@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
-from .core import TenPakError, ATTN_TYPES, MLP_TYPES, get_arch, get_blocks, get_module, find_linears, layer_type, block_index
+from .core import TenPakError
+from .arch import ROLES, ROLE_LABELS, get_arch, get_blocks, get_module, find_linears, layer_role, block_index
 from .quant import group_count
 from .eval import next_token_nll
 
@@ -212,19 +213,19 @@ def _fig(*args, **kw):
     return fig, ax
 
 def plot_heatmap(stats: FisherStats | dict, title: str = 'log10 mean Fisher per weight'):
-    "Block × sublayer-type heatmap of log10 mean Fisher; returns the Figure."
+    "Block × Linear-role heatmap of log10 mean Fisher; returns the Figure."
     import numpy as np
-    types = list(ATTN_TYPES + MLP_TYPES)
     sc = layer_scores(stats)
+    types = [r for r in ROLES if any(layer_role(n) == r for n in sc)]
     idx = sorted({block_index(n) for n in sc if block_index(n) is not None})
     if not idx: raise TenPakError("no decoder-block Linears in these statistics")
     grid = np.full((len(idx), len(types)), np.nan)
     for n, v in sc.items():
-        b, t = block_index(n), layer_type(n)
+        b, t = block_index(n), layer_role(n)
         if b is not None and t in types: grid[idx.index(b), types.index(t)] = math.log10(max(v, 1e-30))
     fig, ax = _fig(figsize=(1.5 + 0.8 * len(types), 1.5 + 0.35 * len(idx)))
     im = ax.imshow(grid, aspect='auto', cmap='viridis')
-    ax.set_xticks(range(len(types)), [t.replace('_proj', '') for t in types])
+    ax.set_xticks(range(len(types)), [ROLE_LABELS[t] for t in types])
     ax.set_yticks(range(len(idx)), idx); ax.set_ylabel('block'); ax.set_title(title)
     if len(idx) <= 40:
         for (i, j), v in np.ndenumerate(grid):

@@ -11,7 +11,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import TenPakError, LayerPlan, Plan, Recipe, find_linears
+from .core import TenPakError, LayerPlan, Plan, Recipe
+from .arch import find_linears, linear_roles, role_token
 from .quant import fit_group
 from .accounting import linear_bits
 from .compress import compress_weight
@@ -61,14 +62,18 @@ def build_plan(model, recipe: Recipe,
     if fisher is not None:
         missing = [n for n in lins if n not in fisher or tuple(fisher[n].shape) != tuple(lins[n].weight.shape)]
         if missing: raise TenPakError(f"Fisher statistics do not match this model (first mismatch: {missing[0]})")
-    settings = {n: {**({'awq': True} if recipe.awq else {}), **recipe.layer_settings(n)} for n in lins}
+    roles = linear_roles(model)                        # rules match a Linear by its role (or name / regex)
+    settings = {n: {**({'awq': True} if recipe.awq else {}), **recipe.layer_settings(n, roles[n])} for n in lins}
+    absent = []                                        # rules naming only roles this family does not have (fused q/k/v)
     for k, rule in enumerate(recipe.rules):            # a rule that matches nothing is a typo, not a no-op
-        if not any(rule.matches(n) for n in lins):
-            raise TenPakError(f"recipe {recipe.name!r}: rule {k} (match {rule.match}) matches no Linear of this model")
+        if not any(rule.matches(n, roles[n]) for n in lins):
+            if not all(role_token(m) for m in rule.match):
+                raise TenPakError(f"recipe {recipe.name!r}: rule {k} (match {rule.match}) matches no Linear of this model")
+            absent.append(f"rule {k} (match {rule.match}): no Linear of these roles in this model")
     if recipe.allocation == 'fisher' or any(r.group_range or r.sparsity_frac < 1 for r in recipe.rules):
         scores = layer_scores({n: fisher[n] for n in lins})
         for rule in recipe.rules:
-            matched = [n for n in lins if rule.matches(n)]
+            matched = [n for n in lins if rule.matches(n, roles[n])]
             ranked = _ranked(matched, scores)
             if rule.group_range:
                 ladder = group_ladder(*rule.group_range)
@@ -77,7 +82,7 @@ def build_plan(model, recipe: Recipe,
                 k = round(rule.sparsity_frac * len(ranked))
                 for n in ranked[: len(ranked) - k]: settings[n]['sparsity'] = None
     layers = {n: _fit(n, tuple(mod.weight.shape), settings[n]) for n, mod in lins.items()}
-    plan = Plan(layers, {'recipe': recipe.name, 'allocation': recipe.allocation})
+    plan = Plan(layers, {'recipe': recipe.name, 'allocation': recipe.allocation, **({'unmatched_rules': absent} if absent else {})})
     if recipe.allocation == 'budget':
         plan = budget_plan(model, recipe.target_bpw, fisher, candidates=recipe.candidates, base=plan, progress=progress,
                            score=score)

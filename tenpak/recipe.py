@@ -10,8 +10,9 @@ import dataclasses, datetime, json, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, find_linears, ATTN_TYPES, MLP_TYPES
+from .core import TenPakError, Recipe, Rule, Plan, check_finite, get_arch, find_linears
 from .core import atomic_dir, check_target_dir, is_int
+from .arch import ATTN_ROLES, MLP_ROLES, bos_id
 from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
 from .zoo import load_model, default_seqlen
@@ -30,7 +31,7 @@ __all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'hessian_s
            'check_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
-ATTN, MLP = list(ATTN_TYPES), list(MLP_TYPES)
+ATTN, MLP = list(ATTN_ROLES), list(MLP_ROLES)    # rules by role: every family's attention / MLP Linears
 
 def _rtn(bits, g, **kw):
     return Recipe(name=f'rtn-int{bits}-g{g}', strategy=f'RTN INT{bits} g={g}, min-max, asymmetric', defaults=dict(bits=bits, group_size=g), **kw)
@@ -247,6 +248,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         corpus = load_corpus(data, encoding)            # a missing or unreadable file is reported before the model loads
         mdl, tok = (model.eval(), tokenizer) if loaded else load_model(model, device='cpu' if stream else device, dtype=dtype)
         get_arch(mdl); check_finite(mdl)
+        bos = bos_id(mdl, tok)                           # windows start with BOS where the family needs it
         if given is not None:
             unknown = sorted(set(given.layers) - set(find_linears(mdl)))
             if unknown: raise TenPakError(f"the given plan names a Linear this model does not have: {unknown[0]}")
@@ -254,7 +256,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         if ctx is not None and seqlen > ctx: raise TenPakError(f"seqlen {seqlen} is longer than the model's context ({ctx})")
         check_recipe(mdl, rec)
     with st('tokenize'):
-        test = as_windows(tokenize(tok, corpus.test), seqlen)
+        test = as_windows(tokenize(tok, corpus.test), seqlen, bos)
         if eval_windows: test = test[:eval_windows]
         train_ids = tokenize(tok, corpus.train)
         if train_ids.numel() < seqlen: raise TenPakError(f"{data}: the training text has {train_ids.numel()} tokens, fewer than one calibration window of {seqlen}")
@@ -265,7 +267,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     fisher = None
     if (rec.needs_fisher if given is None else _plan_uses_fisher(given)):
         with st('fisher'):
-            win = calib_windows(train_ids, rec.fisher_samples, seqlen, seed=seed)
+            win = calib_windows(train_ids, rec.fisher_samples, seqlen, seed=seed, bos=bos)
             # on a GPU, bounded memory: recompute blocks and accumulate in bfloat16 (float32's range: float16
             # flushes the small squared gradients, ~5% of ref-tiny's entries to 0)
             big = device.type == 'cuda'
@@ -275,12 +277,12 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     score = None
     if given is None and rec.allocation == 'budget' and _uses_hessian(rec):
         with st('hessian'):
-            hs = collect_stats(mdl, calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1), batch_size=batch_size,
+            hs = collect_stats(mdl, calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos), batch_size=batch_size,
                                device=device, progress=progress)
             score = hessian_score(hs, fisher)
     with st('plan'): plan = given or build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
     with st('compress'):
-        calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1)
+        calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos)
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
                                  device=device, keep_parts=pack, progress=progress)
     plan = applied.plan                                  # with the AWQ scales the search found: replayable

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import get_arch, get_blocks, get_module, find_linears
+from .arch import get_arch, get_blocks, get_module, find_linears, logit_softcap
 from .calib import capture_inputs, run_block, to_device, _batches, _out
 from .fisher import FisherStats, check_windows, _grad_setup, _model_id
 from .eval import PPL, eval_windows, model_device, next_token_nll
@@ -43,9 +43,15 @@ def on_device(module: nn.Module, device):
             else: m._parameters[k] = p                  # replaced by a new Parameter: put the original back
 
 # %% ../nbs/12b_stream.ipynb #772ce936
+class _SoftCapped(nn.Module):
+    "An LM head followed by the family's final logit soft-cap `c·tanh(logits / c)` (Gemma 2/3)."
+    def __init__(self, head, cap): super().__init__(); self.head, self.cap = head, cap
+    def forward(self, h): return torch.tanh(self.head(h) / self.cap) * self.cap
+
 def _head(model):
-    "The final norm and the output embedding (LM head) of `model`."
-    return get_module(model, get_arch(model).final_norm), model.get_output_embeddings()
+    "The final norm and the output embedding (LM head, soft-capped when the family caps its logits) of `model`."
+    head, cap = model.get_output_embeddings(), logit_softcap(model)
+    return get_module(model, get_arch(model).final_norm), head if cap is None else _SoftCapped(head, cap)
 
 def _nll(norm, head, h: torch.Tensor, x: torch.Tensor, reduction: str) -> torch.Tensor:
     "Next-token NLL of the windows `x` (b, T) from the last block's output `h` (b, T, H)."

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import TenPakError, get_arch, get_blocks, get_module, rebuild_meta_buffers
+from .core import TenPakError
+from .arch import get_arch, get_blocks, get_module, rebuild_meta_buffers
 from .data import load_corpus, tokenize, windows, calib_windows
 from .eval import perplexity
 
@@ -336,12 +337,15 @@ def random_model(config,                   # a transformers config (e.g. `Mistra
                  init_device=None,         # where they are initialised (default: `home`)
                  dtype=torch.bfloat16,
                  seed: int = 0):
-    "A randomly initialised causal LM (std `initializer_range`, norms 1), materialised piece by piece."
+    "A randomly initialised causal LM (std `initializer_range`, norm gains 1), materialised piece by piece."
     from transformers import AutoModelForCausalLM
     init_device = init_device or home
     with torch.device('meta'): model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     arch = get_arch(model)
     pieces = [get_module(model, arch.embed), *get_blocks(model), get_module(model, arch.final_norm), model.get_output_embeddings()]
+    for p in arch.inputs:                     # learned positions (OPT); last, so that earlier pieces keep their seeds
+        try: pieces.append(get_module(model, p))
+        except AttributeError: pass
     seen = set()
     for k, piece in enumerate(pieces):
         if all(id(p) in seen for p in piece.parameters()): continue            # tied head
@@ -350,7 +354,7 @@ def random_model(config,                   # a transformers config (e.g. `Mistra
         for n, p in piece.named_parameters():
             seen.add(id(p))
             if p.ndim >= 2: p.normal_(0.0, config.initializer_range, generator=g)
-            else: p.zero_() if n.endswith('bias') else p.fill_(1.0)
+            else: p.zero_() if n.endswith('bias') else p.fill_(1.0 - arch.norm_offset)   # gain (offset + w) = 1
         piece.to(home)
     if getattr(config, 'tie_word_embeddings', False): model.tie_weights()
     rebuild_meta_buffers(model, home)                                          # rotary inv_freq is not a parameter
