@@ -23,9 +23,13 @@ class _Terminated(BaseException):
     "Raised by the SIGTERM handler: unwinds like Ctrl-C, so temp folders are removed."
 
 def _parser() -> argparse.ArgumentParser:
+    from tenpak import __version__
     p = _Parser(prog='tenpak', description='Extreme compression of LLM weights.')
+    p.add_argument('--version', action='version', version=f'tenpak {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('run', help='compress a model with a recipe and log the result')
+    r = sub.add_parser('run', help='compress a model with a recipe and log the result',
+                       description='Compress a model with a recipe, measure its perplexity against the float model on the same '
+                                   'held-out windows, print the result row (stdout) and append it to the results log.')
     r.add_argument('--model', default='ref-tiny', help='zoo name (ref-tiny, ref-small, smollm2-135m), a .gguf file, a local HF folder or a hub id')
     r.add_argument('--recipe', default=None, help='built-in recipe name or .yaml/.toml file (default rtn-int4-g128)')
     r.add_argument('--data', default='embedded', help='embedded, wikitext2, or a local text file / folder')
@@ -36,42 +40,63 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--log', default=None, help='results log (default $TENPAK_LOG or runs/log.jsonl)')
     r.add_argument('--no-log', action='store_true', help='do not append to the results log')
     r.add_argument('--save-dir', default=None, help='write plan.json and record.json here (replacing the folder as a whole at the end)')
-    r.add_argument('--seed', type=int, default=0)
+    r.add_argument('--seed', type=int, default=0, help='calibration / Fisher sampling seed (default 0)')
+    r.add_argument('--calib-samples', type=int, default=None, help="calibration windows (default: the recipe's, 32 for built-ins)")
+    r.add_argument('--fisher-samples', type=int, default=None, help="Fisher windows for recipes that use Fisher (default: the recipe's)")
+    r.add_argument('--batch-size', type=int, default=8, help='windows per forward pass (default 8)')
+    v = r.add_mutually_exclusive_group()
+    v.add_argument('-q', '--quiet', action='store_true', help='print the result row only')
+    v.add_argument('-v', '--verbose', action='store_true', help='progress bars and library logs on stderr even when it is not a terminal')
     r.add_argument('--stream', action='store_true', help='keep weights on the CPU; blocks visit the device one at a time')
     r.add_argument('--pack', action='store_true', help='also write a packed checkpoint to SAVE_DIR/packed')
     t = sub.add_parser('table', help='regenerate the results table from the log')
-    t.add_argument('--log', default=None); t.add_argument('--out', default=None, help='write markdown here (default: print)')
+    t.add_argument('--log', default=None, help='results log to read (default $TENPAK_LOG or runs/log.jsonl, where `tenpak run` writes; '
+                                                'the committed results: results/log.jsonl)')
+    t.add_argument('--out', default=None, help='write markdown here (default: print)')
     t.add_argument('--plot', default=None, help='also save the Pareto plot (png)')
     sub.add_parser('recipes', help='list built-in recipes')
     _export_parser(sub)
     return p
 
 def _run(args) -> int:
-    from tenpak.recipe import run, check_log, DEFAULT_RECIPE
+    from tenpak.recipe import run, check_log, get_recipe, DEFAULT_RECIPE
+    from tenpak.core import Recipe
     from tenpak import log as rlog
     log = None if args.no_log else check_log(args.log)       # checked now; written after the result is printed
-    progress = sys.stderr.isatty()
+    progress = args.verbose or (sys.stderr.isatty() and not args.quiet)
     if not progress:                                          # stderr holds errors only: one line each
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()
-    res = run(args.recipe or DEFAULT_RECIPE, model=args.model, data=args.data, seqlen=args.seqlen, device=args.device,
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
+    over = {k: v for k, v in (('calib_samples', args.calib_samples), ('fisher_samples', args.fisher_samples)) if v is not None}
+    if over: recipe = Recipe.from_dict({**recipe.to_dict(), **over})     # validated like any recipe
+    res = run(recipe, model=args.model, data=args.data, seqlen=args.seqlen, device=args.device, batch_size=args.batch_size,
               eval_windows=args.eval_windows, seed=args.seed, log=False, encoding=args.encoding,
               save_dir=args.save_dir, stream=args.stream, pack=args.pack, progress=progress)
     print('\n'.join(rlog.table([res.record]).strip().splitlines()[-3:]))
-    r = res.record
-    print(f"baseline PPL {r['ppl_base']:.3f} -> {r['ppl']:.3f} ({r['ppl_delta_pct']:+.2f}%) on {r['tokens']:,} held-out tokens, "
-          f"seqlen {r['seqlen']}; {r['linear_bpw']:.3f} bits/weight over the Linears")
-    for n in r['plan_notes']: print(f"note: {n}")
-    if args.pack: print(f"packed checkpoint {Path(args.save_dir) / 'packed'}, digest {r['packed_digest']}")
-    from tenpak.zoo import model_caveat
-    if cav := model_caveat(args.model): print(f"note: {args.model}: {cav}")
+    if not args.quiet: print(_summary(res.record, args, log))
     sys.stdout.flush()
     if log is not None:
-        try: rlog.append(r, log)
+        try: rlog.append(res.record, log)
         except OSError as e:
             print(f"tenpak: error: the result above was not logged: cannot append to {log}: {e.strerror or e}", file=sys.stderr)
             return 2
     return 0
+
+def _summary(r: dict, args, log) -> str:
+    "What the row means and where the run wrote what (stdout, after the row)."
+    from tenpak.zoo import model_caveat
+    L = [f"baseline PPL {r['ppl_base']:.3f} -> {r['ppl']:.3f} ({r['ppl_delta_pct']:+.2f}%) on {r['tokens']:,} held-out tokens, seqlen {r['seqlen']}",
+         f"size: {r['linear_bpw']:.3f} bits/weight over the decoder Linears = {32 / r['linear_bpw']:.2f}x vs FP32 (the row's ratio); "
+         f"whole model incl. embeddings and lm_head {r['model_bpw']:.3f} bits/weight = {32 / r['model_bpw']:.2f}x",
+         f"status: {r['status']} (TARGET: < 2% PPL at >= 14x; PASS: < 2%; MARGINAL: 2-5%; FAIL: > 5%)"]
+    L += [f"note: {n}" for n in r['plan_notes']]
+    if cav := model_caveat(args.model): L.append(f"note: {args.model}: {cav}")
+    if args.save_dir:
+        L.append(f"wrote {Path(args.save_dir) / 'plan.json'} (replay it: run(plan=...)) and {Path(args.save_dir) / 'record.json'}")
+        if args.pack: L.append(f"wrote packed checkpoint {Path(args.save_dir) / 'packed'}, digest {r['packed_digest']}")
+    L.append(f"logged to {log}" if log is not None else "not logged (--no-log)")
+    return '\n'.join(L)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `tenpak` command; user errors print one line and return 2 (Ctrl-C: 130, SIGTERM: 143)."
@@ -87,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == 'table':
             from tenpak import log as rlog
             recs = rlog.load(args.log)
+            if not recs: raise TenPakError(f"no records in {args.log or rlog.default_log_path()} (a `tenpak run` writes them; the committed ones: --log results/log.jsonl)")
             txt = rlog.report(recs)
             if args.out: Path(args.out).write_text(txt)
             else: print(txt)

@@ -6,7 +6,9 @@ Docs: https://tenpak.github.io/tenpak/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #0cd1712c
 from __future__ import annotations
-import json, math, os, re, shutil, tempfile, tomllib
+import json, math, os, re, shutil, tempfile
+try: import tomllib
+except ModuleNotFoundError: import tomli as tomllib    # Python 3.10 (a dependency there)
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
