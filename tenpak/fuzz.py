@@ -148,7 +148,7 @@ def _m_csr(d, rng):
     _save_tensors(d, t); return f"csr edit {what} of {n}"
 
 def _m_payload(d, rng):
-    t = _tensors(d); fl = sorted(k for k, v in t.items() if v.is_floating_point())
+    t = _tensors(d); fl = sorted(k for k, v in t.items() if v.is_floating_point() and v.numel())   # not the empty guard
     k = rng.choice(fl); v = t[k].view(-1); i = rng.randrange(v.numel())
     x = rng.choice([float('nan'), float('inf'), -float('inf'), 65504.0, -65504.0, 0.0, -1.0])
     if not (k.endswith('.scales') or k.endswith('.zeros') or rng.random() < 0.3): x = float('nan')
