@@ -107,6 +107,12 @@ class LayerPlan:
         check_keys(d, cls, 'layer plan')
         return cls(**d)
 
+    @property
+    def reads_fisher(self) -> bool:
+        "Does compressing with this plan read Fisher statistics (MSE clip weights, Fisher outliers or N:M scores)?"
+        return not self.keep and (self.clip == 'mse' or (self.outlier_frac > 0 and self.outlier_method == 'fisher')
+                                  or (self.sparsity is not None and self.sparsity_score == 'fisher'))
+
     def describe(self) -> str:
         "Short human summary, e.g. `INT4 g128 +0.5%out 3:4`."
         if self.keep: return 'fp16'

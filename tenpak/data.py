@@ -156,13 +156,15 @@ def _arrow_table(path: Path):
             except pa.ArrowInvalid: src.seek(0); return ipc.open_stream(src).read_all()    # datasets writes streams
     except (OSError, pa.ArrowException) as e: raise TenPakError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
 
+def _arrow_texts(path: Path) -> list[str]:
+    "The `text` column of a .parquet / .arrow file."
+    t = _arrow_table(path)
+    if 'text' not in t.column_names: raise TenPakError(f"{path} has no 'text' column (columns: {', '.join(t.column_names)})")
+    return _text_column(t.column('text').to_pylist(), str(path))
+
 def _records(path: Path, encoding: str | None = None) -> Corpus:
     "A corpus from a .jsonl / .parquet / .arrow file: one document per record."
-    if path.suffix == '.jsonl': rows = _jsonl(path, encoding)
-    else:
-        t = _arrow_table(path)
-        if 'text' not in t.column_names: raise TenPakError(f"{path} has no 'text' column (columns: {', '.join(t.column_names)})")
-        rows = _text_column(t.column('text').to_pylist(), str(path))
+    rows = _jsonl(path, encoding) if path.suffix == '.jsonl' else _arrow_texts(path)
     docs = {f'{i}': r.strip() for i, r in enumerate(rows) if r and r.strip()}
     train, test = split_docs(docs)
     return Corpus(str(path), train, test, f'{path.suffix[1:]} file {path.name}: {len(docs)} records, held out by sha1(index) % 10 == 0')
@@ -175,12 +177,7 @@ def _saved_datasets(path: Path) -> Corpus:
     for s in ('train', 'test'):
         files = sorted((path / s).glob('*.arrow'))
         if not files: raise TenPakError(f"{path / s}: no .arrow files")
-        rows = []
-        for f in files:
-            t = _arrow_table(f)
-            if 'text' not in t.column_names: raise TenPakError(f"{f} has no 'text' column")
-            rows += _text_column(t.column('text').to_pylist(), str(f))
-        text[s] = '\n\n'.join(rows)
+        text[s] = '\n\n'.join(r for f in files for r in _arrow_texts(f))
     return Corpus(str(path), text['train'], text['test'], f'saved datasets folder: its train / test splits')
 
 # %% ../nbs/05_data.ipynb #473666d3

@@ -14,7 +14,7 @@ from transformers.quantizers import HfQuantizer, register_quantization_config, r
 from transformers.utils.quantization_config import QuantizationConfigMixin
 from .core import TenPakError, LayerPlan, Plan
 from .formats import stored_tensors
-from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, _sha256, quant_config, hf_guard, _json, _check_meta, _check_files
+from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, quant_config, hf_guard, _json, _check_meta, _check_files
 from .formats import check_tensors
 
 # %% auto #0

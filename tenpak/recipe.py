@@ -200,11 +200,6 @@ class Result:
         "The record as one seed-style table row."
         return rlog.table([self.record]).strip().splitlines()[-1]
 
-def _plan_uses_fisher(plan: Plan) -> bool:
-    "Does compressing with this plan (no planning, no AWQ search: a replay) read Fisher statistics?"
-    return any(lp.clip == 'mse' or (lp.outlier_frac > 0 and lp.outlier_method == 'fisher') or
-               (lp.sparsity and lp.sparsity_score == 'fisher') for _, lp in plan if not lp.keep)
-
 def run(recipe: str | Recipe = DEFAULT_RECIPE,
         model: str | torch.nn.Module = 'ref-tiny',   # zoo name, .gguf file, local HF folder, hub id, or a loaded model (compressed in place)
         data: str = 'embedded',              # corpus name or local text path
@@ -265,7 +260,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     with st('baseline_ppl'):
         base = ppl() if baseline is None else PPL(float(baseline), math.log(baseline), test[:, 1:].numel(), test.shape[1], len(test), 0.0)
     fisher = None
-    if (rec.needs_fisher if given is None else _plan_uses_fisher(given)):
+    if (rec.needs_fisher if given is None else any(lp.reads_fisher for _, lp in given)):
         with st('fisher'):
             win = calib_windows(train_ids, rec.fisher_samples, seqlen, seed=seed, bos=bos)
             # on a GPU, bounded memory: recompute blocks and accumulate in bfloat16 (float32's range: float16
