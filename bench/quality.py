@@ -39,7 +39,7 @@ Every TenPak run gets a copy of the float model loaded once (its wall time has n
 A peer that cannot run (package or venv missing, error) is reported, never dropped: "not run (reason)".
 """
 from __future__ import annotations
-import argparse, datetime, inspect, json, math, os, platform, re, shlex, shutil, socket, subprocess, sys, tempfile, time
+import argparse, datetime, json, math, os, platform, re, shlex, shutil, socket, subprocess, sys, tempfile, time
 import traceback
 from pathlib import Path
 
