@@ -30,8 +30,10 @@ Methods:
                int codes + scales + zeros of the weights its quantized model uses, which are rebuilt here into the
                float model and evaluated with the same code and windows as every other method (the subprocess's own
                NLL on the first window is checked against the rebuilt model's).
-Peers run at INT4 g128, INT3 g128, INT2 g64, INT2 g128 (4.25 / 3.25 / 2.5 / 2.25 bpw), and, for a TenPak recipe
-at another bpw, at the closest config within 0.02 bpw if there is one and it is cheap (--extras).
+Peers run at INT4 g128, INT3 g128, INT2 g64, INT2 g128 (4.25 / 3.25 / 2.5 / 2.25 bpw), and at the bpw of every
+TenPak point that has no peer within 0.02 bpw (--extras): a uniform config when one is that close (INT3 g64 for
+3.5), else a mix of the two uniform configs around it (same bits preferred: INT4 g256 with the first k Linears at
+g128 for v22's 4.22), k chosen to land nearest; one config covers TenPak points within 0.02 of it.
 A TenPak budget recipe is one recipe at any budget: its plan keeps the scored candidate table, so the bench re-solves
 that table at every peer bpw the family has no point at (`tenpak.plan.rebudget`) and replays it (`run(plan=)`):
 one row per family (`gptq-budget-*`), a cell at every peer column (--no-retarget: only the recipes' own targets).
@@ -54,7 +56,7 @@ EXTRA_NAMES = ('gptq-v22',)
 METHODS = ('tenpak', 'hqq', 'llmc-gptq')
 PEER_LABEL = {'hqq': 'HQQ', 'llmc-gptq': 'GPTQ (llm-compressor)'}
 TOL = 0.02                                # bpw tolerance for "same bpw"
-CHEAP_LINEAR_PARAMS = 20e6                # --extras cheap: llm-compressor extra configs only below this many weights
+MIX_GROUPS = (64, 128, 256)               # uniform configs extras and mixes are made of (no g32: smollm2's caveat)
 MODEL_ORDER = ['ref-tiny', 'smollm2-135m']
 
 
@@ -68,9 +70,9 @@ def parse_args(argv=None):
     p.add_argument('--recipes', default=None, help='comma-separated TenPak recipes (default: the built-in list)')
     p.add_argument('--peer-points', default=None,
                    help="peer configs as bits:group,... (default 4:128,3:128,2:64,2:128)")
-    p.add_argument('--extras', choices=('cheap', 'all', 'none'), default='cheap',
-                   help='peers at the bpw of TenPak recipes off the standard points: cheap = HQQ always, llm-compressor '
-                        f'only for models under {CHEAP_LINEAR_PARAMS / 1e6:.0f}M Linear weights')
+    p.add_argument('--extras', choices=('all', 'hqq', 'none'), default='all',
+                   help='peers at the bpw of TenPak points off the standard ones (uniform or mixed configs): all peers, '
+                        'HQQ only, or none')
     p.add_argument('--retarget', action=argparse.BooleanOptionalAction, default=True,
                    help="also run each budget recipe family at every peer bpw it has no point at (its scored table re-solved)")
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads (main process and peers)')
@@ -240,7 +242,7 @@ class Bench:
         import dataclasses
         from tenpak.plan import rebudget
         from tenpak.core import TenPakError
-        cols = sorted({common.peer_bpw(self.linears, b, g) for b, g in common.PEER_POINTS}, reverse=True)
+        cols = sorted({common.peer_bpw(self.linears, c) for c in common.PEER_POINTS}, reverse=True)
         fams: dict[str, list] = {}
         for r, (rec, plan) in budgets.items():
             key = json.dumps({k: v for k, v in rec.to_dict().items() if k not in ('name', 'strategy', 'target_bpw')},
@@ -265,20 +267,32 @@ class Bench:
                 self.run_one(rec, name, plan=plan, row=row, retargeted_from=r0)
 
     # -- peer configs
-    def peer_configs(self, method: str) -> list[tuple[int, int]]:
+    def peer_configs(self, method: str) -> list:
+        """The standard points (or --peer-points), plus, per --extras, a config at the bpw of every TenPak point that no
+        peer config is within TOL of: uniform if one is that close, else a mix (common.mix_for); TenPak points within
+        TOL of one another share a config placed between them."""
         a = self.args
-        pts = ([tuple(int(x) for x in s.split(':')) for s in a.peer_points.split(',')] if a.peer_points
-               else list(common.PEER_POINTS))
-        if a.extras == 'none': return pts
-        if method == 'llmc-gptq' and a.extras == 'cheap' and self.linear_params >= CHEAP_LINEAR_PARAMS: return pts
-        have = [common.peer_bpw(self.linears, b, g) for b, g in pts]
-        cands = [(b, g) for b in (2, 3, 4) for g in (32, 64, 128, 256)
-                 if all(m.weight.shape[1] % g == 0 or g >= m.weight.shape[1] for m in self.linears.values())]
-        for p in self.points:
-            if p['method'] != 'tenpak' or any(abs(p['bpw'] - h) <= TOL for h in have): continue
-            near = sorted((abs(common.peer_bpw(self.linears, b, g) - p['bpw']), (b, g)) for b, g in cands)
-            if near and near[0][0] <= TOL and near[0][1] not in pts:
-                pts.append(near[0][1]); have.append(common.peer_bpw(self.linears, *near[0][1]))
+        pts = [common.PeerConfig(*(int(x) for x in s.split(':'))) for s in a.peer_points.split(',')] if a.peer_points \
+            else [common.PeerConfig(*c) for c in common.PEER_POINTS]
+        if a.extras == 'none' or (a.extras == 'hqq' and method != 'hqq'): return pts
+        have = [common.peer_bpw(self.linears, c) for c in pts]
+        uniform = [(b, g) for b in (2, 3, 4) for g in MIX_GROUPS]
+        todo = sorted({round(p['bpw'], 4) for p in self.points
+                       if p['method'] == 'tenpak' and not any(abs(p['bpw'] - h) <= TOL for h in have)})
+        while todo:
+            t0 = todo[0]
+            grp = [t for t in todo if t - t0 <= 2 * TOL - 0.01]
+            c = None
+            for target in ((grp[0] + grp[-1]) / 2, t0):
+                c = common.mix_for(self.linears, target, uniform, TOL)
+                if c is not None and abs(common.peer_bpw(self.linears, c) - t0) <= TOL: break
+                c = None
+            if c is None:
+                self.notes.append(f"{PEER_LABEL[method]}: no config within ±{TOL} bpw of {t0:.4f} (uniform or mixed)")
+                todo.pop(0); continue
+            b = common.peer_bpw(self.linears, c)
+            if c not in pts: pts.append(c); have.append(b)
+            todo = [t for t in todo if abs(t - b) > TOL]
         return pts
 
     # -- HQQ
@@ -286,28 +300,28 @@ class Bench:
         import hqq_peer
         why = hqq_peer.available()
         if why:
-            for b, g in common.PEER_POINTS: self.skip('hqq', f'int{b}-g{g}', why)
+            for c in common.PEER_POINTS: self.skip('hqq', common.PeerConfig(*c).name, why)
             return
-        for b, g in self.peer_configs('hqq'):
-            name = f'int{b}-g{g}'
+        for c in self.peer_configs('hqq'):
             t = time.perf_counter()
             try:
-                groups = common.peer_groups(self.linears, g)
-                checks = hqq_peer.quantize_model(self.model, self.linears, b, groups)
+                assign = common.peer_groups(self.linears, c)
+                checks = hqq_peer.quantize_model(self.model, self.linears, assign)
                 tq = time.perf_counter() - t
                 ppl = self.ppl()
             except Exception as e:
-                self.skip('hqq', name, f'failed: {first_line(e)}'); traceback.print_exc(); self.restore(); continue
+                self.skip('hqq', c.name, f'failed: {first_line(e)}'); traceback.print_exc(); self.restore(); continue
             self.restore()
-            self.add('hqq', name, common.peer_bpw(self.linears, b, g), ppl.ppl, time.perf_counter() - t,
-                     bits=b, group=g, quantize_s=round(tq, 2), groups=sorted(set(groups.values())), checks=checks)
+            self.add('hqq', c.name, common.peer_bpw(self.linears, c), ppl.ppl, time.perf_counter() - t,
+                     config=c.to_dict(), quantize_s=round(tq, 2), groups=sorted({g for _, g in assign.values()}),
+                     checks=checks)
 
     # -- llm-compressor GPTQ
     def run_llmc(self):
         import torch
         py = self.args.peers_python
         configs = self.peer_configs('llmc-gptq')
-        names = [f'int{b}-g{g}' for b, g in configs]
+        names = [c.name for c in configs]
         if not Path(py).exists():
             for n in names: self.skip('llmc-gptq', n, f'peers venv missing: {py} (build it: bash scripts/peers_venv.sh)')
             return
@@ -319,7 +333,8 @@ class Bench:
         work = Path(tempfile.mkdtemp(prefix='tenpak-quality-llmc-')); self._tmpdirs.append(work)
         job = work / 'job.pt'
         torch.save(dict(model=self.model_name,
-                        seqlen=self.seqlen, calib=self.calib, probe=self.test[:1].clone(), configs=configs,
+                        seqlen=self.seqlen, calib=self.calib, probe=self.test[:1].clone(),
+                        configs=[dict(key=c.key, name=c.name, assign=common.peer_groups(self.linears, c)) for c in configs],
                         threads=self.args.threads, dampening=None, batch_size=1), job)
         logf = work / 'llmc.log'
         log(f"  llm-compressor subprocess: {py} bench/peers/llmc_gptq.py (log {logf})")
@@ -338,8 +353,8 @@ class Bench:
         self.peers_info['subprocess_s'] = round(self.timings['llmc_subprocess_s'], 1)
         self.peers_info['returncode'] = rc
         tail = ' | '.join(logf.read_text(errors='replace').strip().splitlines()[-3:])[-300:]
-        for (b, g), name in zip(configs, names):
-            rec = res.get('configs', {}).get(f'w{b}g{g}')
+        for c, name in zip(configs, names):
+            rec = res.get('configs', {}).get(c.key)
             if rec is None: self.skip('llmc-gptq', name, f'subprocess ended (rc {rc}) before this config: {tail}'); continue
             if 'error' in rec: self.skip('llmc-gptq', name, f"failed in llm-compressor: {rec['error']}"); continue
             t = time.perf_counter()
@@ -357,7 +372,7 @@ class Bench:
             self.restore()
             (work / 'out' / rec['file']).unlink()
             checks = {k: rec[k] for k in ('quantized_linears', 'unexpected_quantized', 'block_linears_not_quantized',
-                                          'lm_head_changed', 'linears_changed', 'max_codes_per_group', 'codes_range',
+                                          'lm_head_changed', 'linears_changed', 'max_codes_per_group', 'codes_over_limit', 'codes_range',
                                           'max_abs_rebuilt_minus_forward', 'max_abs_forward_minus_stored', 'groups')
                       if k in rec}
             checks['probe_nll_llmc'] = rec['probe_nll']; checks['probe_nll_rebuilt'] = nll
@@ -365,11 +380,11 @@ class Bench:
             bad = []
             if rec.get('linears_changed') != len(self.linears): bad.append(f"{rec.get('linears_changed')} of {len(self.linears)} Linears changed")
             if rec.get('lm_head_changed'): bad.append('lm_head changed')
-            if rec.get('max_codes_per_group', 0) > 2 ** b: bad.append(f"{rec['max_codes_per_group']} codes in a group")
+            if rec.get('codes_over_limit', 0) > 0: bad.append(f"{rec['codes_over_limit']} codes over 2**bits in a group")
             if checks['probe_nll_abs_diff'] > 1e-3: bad.append(f"probe NLL {nll:.5f} here vs {rec['probe_nll']:.5f} in llm-compressor")
             if bad: self.notes.append(f'llmc-gptq {name}: ' + '; '.join(bad))
-            self.add('llmc-gptq', name, common.peer_bpw(self.linears, b, g), ppl.ppl,
-                     rec['seconds'] + time.perf_counter() - t, bits=b, group=g, gptq_s=rec.get('oneshot_s'),
+            self.add('llmc-gptq', name, common.peer_bpw(self.linears, c), ppl.ppl,
+                     rec['seconds'] + time.perf_counter() - t, config=c.to_dict(), gptq_s=rec.get('oneshot_s'),
                      checks=checks)
 
     # -- all
@@ -577,7 +592,11 @@ every method over the float model, measured in the same run on the same held-out
 decoder-block Linears (scales and zeros included; lm_head and embeddings stay float for every method).
 
 Peers, at INT{b} with groups of g = b + 32/g bpw (an fp16 scale and an fp16 zero per group; a group that does not
-divide a Linear's input width is fitted as TenPak fits it, `tenpak.quant.fit_group`):
+divide a Linear's input width is fitted as TenPak fits it, `tenpak.quant.fit_group`). Where a TenPak point has no
+such config within ±0.02 bpw, the peers also run a **mix** at its bpw: two uniform configs around it (same bits
+preferred), the first k decoder-block Linears in model order at the larger one, k chosen to land nearest; named
+e.g. `int4-g256+97xg128` (INT4 g256, the first 97 Linears at g128). The rule is fixed, not searched, so the peer is
+still its own quantizer on every Linear:
 - **HQQ** (PyPI `hqq`): `Quantizer.quantize` with HQQ's half-quadratic zero-point optimizer, asymmetric, axis 1
   (the settings of `hqq_base_quant_config`), dequantized back into the float weights; no calibration data.
 - **GPTQ (llm-compressor)**: `oneshot` with `GPTQModifier` (asymmetric int groups, `actorder=None`, its defaults:

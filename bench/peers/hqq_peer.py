@@ -41,14 +41,15 @@ def fake_quant_weight(w: torch.Tensor, bits: int, group: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def quantize_model(model, linears: dict, bits: int, groups: dict[str, int]) -> dict:
-    "Fake-quantize `linears` (name -> nn.Linear) of `model` in place, each with its group `groups[name]`; simple checks."
-    changed, levels = 0, 0
+def quantize_model(model, linears: dict, assign: dict[str, tuple[int, int]]) -> dict:
+    "Fake-quantize `linears` (name -> nn.Linear) of `model` in place, each as `assign[name]` = (bits, group); simple checks."
+    changed, over = 0, 0
     for name, m in linears.items():
-        w0, group = m.weight.data, groups[name]
+        (bits, group), w0 = assign[name], m.weight.data
         w = fake_quant_weight(w0, bits, group)
         g = w.reshape(w.shape[0], -1, group)
-        levels = max(levels, max(len(torch.unique(row)) for row in g[:4].flatten(0, 1)))   # a sample of groups
+        levels = max(len(torch.unique(row)) for row in g[:4].flatten(0, 1))      # a sample of groups
+        over = max(over, levels - 2 ** bits)
         changed += int(not torch.equal(w, w0))
         m.weight.data.copy_(w)
-    return dict(linears=len(linears), linears_changed=changed, max_levels_per_group_sampled=levels)
+    return dict(linears=len(linears), linears_changed=changed, levels_over_limit_sampled=over)

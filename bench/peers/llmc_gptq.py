@@ -7,9 +7,10 @@ Run by bench/quality.py with the peers venv's python (`scripts/peers_venv.sh` bu
 
 JOB.pt (written by bench/quality.py) holds: model (name), seqlen, batch_size (1), calib ((n, seqlen) token windows: the same
 calibration windows TenPak's own recipes use), probe ((1, seqlen): the first evaluation window), configs
-([(bits, group), ...]), threads, dampening (None: llm-compressor's default).
+([{key, name, assign: {linear name: (bits, group)}}, ...]: per config, what every decoder-block Linear stores, as
+bench/peers/common.py's PeerConfig assigns it, groups already fitted), threads, dampening (None: llm-compressor's default).
 
-For each (bits, group): a fresh copy of the float model, then
+For each config: a fresh copy of the float model, then
 
     oneshot(model=..., processor=tokenizer, dataset=DataLoader(calibration windows, batch 1),
             recipe=GPTQModifier(config_groups={'group_0': QuantizationScheme(targets=['Linear'],
@@ -18,12 +19,13 @@ For each (bits, group): a fresh copy of the float model, then
                                 ignore=['lm_head'], actorder=None),
             num_calibration_samples=n, shuffle_calibration_samples=False, pipeline='sequential')
 
-(the W{bits}A16 asymmetric group scheme, written out; actorder=None: plain column order). Where the group does
-not divide a Linear's input width (smollm2: 576 and g128), that Linear gets TenPak's fitted group
-(`tenpak.quant.fit_group`: g96), through one scheme per group size targeting the Linears by name. llm-compressor's weight
+(the W{bits}A16 asymmetric group scheme, written out; actorder=None: plain column order), with one scheme per
+distinct (bits, group) of the assignment, targeting its Linears by name where the config is not one scheme on every
+Linear (a group fitted to a Linear's input width, `tenpak.quant.fit_group`: smollm2's 576-wide inputs take g96 for a
+nominal g128; or a mix: the first k Linears at another config). llm-compressor's weight
 observer is memoryless min-max; GPTQ's block size 128 and dampening 0.01 are its defaults.
 
-What comes back, per config, in OUT_DIR/w{bits}g{group}.pt: for every decoder-block Linear the weight the
+What comes back, per config, in OUT_DIR/{key}.pt: for every decoder-block Linear the weight the
 quantized model actually uses in its forward (compressed-tensors' fake quantization of the stored weight with its
 scale and zero point), as int8 codes + scale + zero point, so that bench/quality.py rebuilds it exactly
 ((codes - zero) * scale) in a float model of the main venv and measures perplexity there, with the same code and
@@ -52,7 +54,7 @@ def main(job_path: str, out_dir: str) -> int:
     from compressed_tensors.quantization.lifecycle.forward import forward_quantize
     from llmcompressor import oneshot
     from llmcompressor.modifiers.quantization import GPTQModifier
-    from common import load_float, block_linears, peer_groups
+    from common import load_float, block_linears
     from tenpak.eval import next_token_nll
 
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
@@ -77,22 +79,22 @@ def main(job_path: str, out_dir: str) -> int:
     res['calib_windows'], res['seqlen'] = list(calib.shape), int(calib.shape[1])
     write()
 
-    for bits, group in job['configs']:
-        key = f'w{bits}g{group}'
-        rec = res['configs'][key] = dict(bits=bits, group=group)
+    for cfg in job['configs']:
+        key, assign = cfg['key'], {n: tuple(v) for n, v in cfg['assign'].items()}
+        rec = res['configs'][key] = dict(name=cfg['name'])
         try:
             t1 = time.perf_counter()
+            if sorted(assign) != sorted(names): raise ValueError('the assignment does not name every decoder-block Linear')
             model = copy.deepcopy(base)
             loader = DataLoader([{'input_ids': w, 'attention_mask': torch.ones_like(w)} for w in calib],
                                 batch_size=int(job.get('batch_size') or 1))
-            gs = peer_groups(block_linears(model), group)
-            by_g = {}
-            for n, g in gs.items(): by_g.setdefault(g, []).append(n)
-            args = lambda g: QuantizationArgs(num_bits=bits, type='int', symmetric=False, strategy='group', group_size=g)
-            # one scheme on every Linear when the group divides all widths; else one per fitted group, by module name
-            schemes = ({'group_0': QuantizationScheme(targets=['Linear'], weights=args(group))} if set(by_g) == {group} else
-                       {f'group_{i}': QuantizationScheme(targets=ns, weights=args(g)) for i, (g, ns) in enumerate(sorted(by_g.items()))})
-            rec['groups'] = {str(g): len(ns) for g, ns in sorted(by_g.items())}
+            by_bg = {}
+            for n, bg in assign.items(): by_bg.setdefault(bg, []).append(n)
+            args = lambda b, g: QuantizationArgs(num_bits=b, type='int', symmetric=False, strategy='group', group_size=g)
+            # one scheme on every Linear when the whole model stores one (bits, group); else one per (bits, group), by name
+            schemes = ({'group_0': QuantizationScheme(targets=['Linear'], weights=args(*next(iter(by_bg))))} if len(by_bg) == 1 else
+                       {f'group_{i}': QuantizationScheme(targets=ns, weights=args(b, g)) for i, ((b, g), ns) in enumerate(sorted(by_bg.items()))})
+            rec['groups'] = {f'int{b}-g{g}': len(ns) for (b, g), ns in sorted(by_bg.items())}
             kw = {} if job.get('dampening') is None else dict(dampening_frac=job['dampening'])
             recipe = GPTQModifier(config_groups=schemes, ignore=['lm_head'], actorder=None, **kw)
             model = oneshot(model=model, processor=tok, dataset=loader, recipe=recipe,
@@ -108,7 +110,7 @@ def main(job_path: str, out_dir: str) -> int:
             # NLL of the probe window through llm-compressor's own (fake-quantizing) modules
             with torch.no_grad():
                 rec['probe_nll'] = next_token_nll(model(probe).logits, probe, reduction='mean').item()
-            saved, max_rebuild, max_stored, max_codes, changed = {}, 0.0, 0.0, 0, 0
+            saved, max_rebuild, max_stored, max_codes, over, changed = {}, 0.0, 0.0, 0, 0, 0
             for n in names:
                 m = mods[n]
                 sch = m.quantization_scheme.weights
@@ -116,7 +118,7 @@ def main(job_path: str, out_dir: str) -> int:
                     w = m.weight.detach()
                     w_fwd = forward_quantize(m, w, 'weight', sch)          # what forward multiplies with
                     scale, zp = m.weight_scale.detach(), m.weight_zero_point.detach()
-                    g = gs[n]
+                    bits, g = assign[n]
                     s = scale.repeat_interleave(g, dim=1).float()
                     z = zp.repeat_interleave(g, dim=1).float()
                     codes = torch.round(w_fwd.float() / s + z)
@@ -126,10 +128,11 @@ def main(job_path: str, out_dir: str) -> int:
                 per_group = codes.reshape(codes.shape[0], -1, g)
                 levels = (per_group.amax(-1) - per_group.amin(-1) + 1).max().item()
                 max_codes = max(max_codes, int(levels))
+                over = max(over, int(levels) - 2 ** bits)
                 changed += int(not torch.equal(w_fwd, orig[n]))
                 saved[n] = dict(codes=codes.to(torch.int8), scale=scale.float(), zero=zp.float(), group=g)
             rec.update(max_abs_rebuilt_minus_forward=max_rebuild, max_abs_forward_minus_stored=max_stored,
-                       max_codes_per_group=max_codes, linears_changed=changed,
+                       max_codes_per_group=max_codes, codes_over_limit=over, linears_changed=changed,
                        codes_range=[float(min(v['codes'].min() for v in saved.values())),
                                     float(max(v['codes'].max() for v in saved.values()))])
             torch.save(saved, out / f'{key}.pt')
