@@ -330,7 +330,7 @@ def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
     if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)")
     keep, g = nm_keep(lp.sparsity), K // group_count(K, lp.group_size)
     if g % 8 and g != K:
-        return KernelFit(None, False, f"groups of {g} inputs split bytes of codes (int4_linear takes groups of a multiple of 8 inputs, "
-                                      f"or per-channel): dequantized, then multiplied")
+        return KernelFit(None, False, f"groups of {g} inputs (int4_linear takes groups of a multiple of 8 inputs, or per-channel): "
+                                      f"dequantized, then multiplied")
     why = triton_refusal(keep, g)
     return KernelFit(keep, not why, why)
