@@ -6,18 +6,19 @@ Docs: https://tenpak.github.io/tenpak/formats.html.md"""
 
 # %% ../nbs/03b_formats.ipynb #3aa78455
 from __future__ import annotations
+from dataclasses import dataclass
 from typing import NamedTuple
 import torch
 from .core import TenPakError, LayerPlan, STORABLE_NM, BITS, KEEP, ZEROS, parse_nm
 from .quant import QTensor, group_count, dequantize
 from .outliers import CSR, n_outliers
-from .compress import Compressed
 
 # %% auto #0
 __all__ = ['NM_WORD', 'kept_inputs', 'check_storable', 'stored_tensors', 'tensor_bits', 'storage_schemes', 'pack_int4',
            'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta', 'pack_nm',
-           'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'pack_codes', 'unpack_codes', 'pack_layer',
-           'stored_codes', 'unpack_layer', 'dequantize_layer', 'KernelFit', 'triton_refusal', 'kernel_eligible']
+           'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes', 'unpack_codes',
+           'pack_layer', 'stored_codes', 'unpack_layer', 'dequantize_layer', 'KernelFit', 'triton_refusal',
+           'kernel_eligible']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
@@ -249,6 +250,18 @@ def check_tensors(lp: LayerPlan, N: int, K: int, own: dict[str, torch.Tensor], n
         if not bool(((col[1:] > col[:-1]) | (rows[1:] != rows[:-1])).all()): _fail(f"{name}.col must increase within each row")
 
 # %% ../nbs/03b_formats.ipynb #b011d079
+@dataclass
+class Compressed:
+    "A compressed weight: quantized codes, N:M mask, outliers, and its dense reconstruction."
+    plan: LayerPlan
+    q: QTensor | None            # None when the layer is kept in fp16
+    mask: torch.Tensor | None    # bool (N, K) N:M kept positions, None when dense
+    outliers: CSR | None
+    w_hat: torch.Tensor | None   # reconstruction, float32 (N, K); None once slimmed for packing
+
+    @property
+    def n_outliers(self) -> int: return 0 if self.outliers is None else self.outliers.nnz
+
 def pack_codes(kept: torch.Tensor, bits: int) -> dict[str, torch.Tensor]:
     "Stored codes of a `(N, K')` matrix of `bits`-bit codes: INT4 as the kernel's int32 words (`qweight`), other widths as a bitstream (`qbits`)."
     return {'qweight': pack_int4(kept)} if bits == 4 else {'qbits': pack_bits(kept, bits)}
