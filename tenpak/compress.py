@@ -6,29 +6,17 @@ Docs: https://tenpak.github.io/tenpak/compress.html.md"""
 
 # %% ../nbs/04b_compress.ipynb #7c28ed57
 from __future__ import annotations
-from dataclasses import dataclass
 import torch
 from .core import LayerPlan, LayerStats, Method, TenPakError, register_method
 from .quant import QTensor, quantize, dequantize, fake_quant
 from .sparse import nm_scores, nm_mask
 from .outliers import CSR, outlier_scores, extract_outliers
+from .formats import Compressed
 
 # %% auto #0
-__all__ = ['RTN', 'Compressed', 'compress_weight']
+__all__ = ['RTN', 'compress_weight']
 
 # %% ../nbs/04b_compress.ipynb #d5b28562
-@dataclass
-class Compressed:
-    "A compressed weight: quantized codes, N:M mask, outliers, and its dense reconstruction."
-    plan: LayerPlan
-    q: QTensor | None            # None when the layer is kept in fp16
-    mask: torch.Tensor | None    # bool (N, K) N:M kept positions, None when dense
-    outliers: CSR | None
-    w_hat: torch.Tensor | None   # reconstruction, float32 (N, K); None once slimmed for packing
-
-    @property
-    def n_outliers(self) -> int: return 0 if self.outliers is None else self.outliers.nnz
-
 def compress_weight(w: torch.Tensor,                         # (N, K) weight
                     lp: LayerPlan,                           # how to compress it
                     fisher: torch.Tensor | None = None,      # (N, K) Fisher diagonal (in w's coordinates)

@@ -1,4 +1,4 @@
-"""What a packed checkpoint stores for one compressed Linear: every tensor's name, dtype and shape, in one place. Bits accounting, packing checks and plan validation all read it.
+"""Every storage scheme of a packed checkpoint in one place: the tensors a compressed Linear stores, their bits, packing, unpacking and dequantization, and which kernel runs it. Accounting, plans, `pack` and `kernel` all call it.
 
 Docs: https://tenpak.github.io/tenpak/formats.html.md"""
 
@@ -6,15 +6,27 @@ Docs: https://tenpak.github.io/tenpak/formats.html.md"""
 
 # %% ../nbs/03b_formats.ipynb #3aa78455
 from __future__ import annotations
+from dataclasses import dataclass
+from typing import NamedTuple
 import torch
-from .core import TenPakError, LayerPlan, STORABLE_NM
-from .quant import group_count
+from .core import TenPakError, LayerPlan, STORABLE_NM, BITS, KEEP, ZEROS, parse_nm
+from .quant import QTensor, group_count, dequantize
+from .outliers import CSR, n_outliers
 
 # %% auto #0
-__all__ = ['check_storable', 'stored_tensors', 'tensor_bits', 'check_tensors']
+__all__ = ['NM_WORD', 'kept_inputs', 'check_storable', 'stored_tensors', 'tensor_bits', 'storage_schemes', 'pack_int4',
+           'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta', 'pack_nm',
+           'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes', 'unpack_codes',
+           'pack_layer', 'stored_codes', 'unpack_layer', 'dequantize_layer', 'KernelFit', 'triton_refusal',
+           'kernel_eligible']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
+NM_WORD = {2: 32, 3: 64}      # dense k covered by one int32 of N:4 metadata: 8 groups x 4 bits (2:4), 16 groups x 2 bits (3:4)
+
+def kept_inputs(lp: LayerPlan, K: int) -> int:
+    "Codes stored per row of a `(N, K)` Linear compressed as `lp`: `K`, or `K·n/m` under n:m sparsity."
+    return K * lp.sparsity[0] // lp.sparsity[1] if lp.sparsity else K
 
 def check_storable(lp: LayerPlan, N: int, K: int, name: str = 'layer'):
     "Raise `TenPakError` if a packed checkpoint cannot hold a `(N, K)` Linear compressed as `lp`."
@@ -22,9 +34,8 @@ def check_storable(lp: LayerPlan, N: int, K: int, name: str = 'layer'):
     if lp.sparsity:
         n, m = lp.sparsity
         if (n, m) not in STORABLE_NM: raise TenPakError(f"{name}: {n}:{m} sparsity cannot be stored (storable: {STORABLE_NM})")
-        step = 32 if n == 2 else 64
-        if K % step: raise TenPakError(f"{name}: {n}:{m} metadata needs in_features divisible by {step}, got {K}")
-    kc = K * lp.sparsity[0] // lp.sparsity[1] if lp.sparsity else K
+        if K % NM_WORD[n]: raise TenPakError(f"{name}: {n}:{m} metadata needs in_features divisible by {NM_WORD[n]}, got {K}")
+    kc = kept_inputs(lp, K)
     if lp.bits == 4 and kc % 8: raise TenPakError(f"{name}: INT4 codes are stored 8 per word; {kc} kept inputs per row is not a multiple of 8")
     if lp.outlier_frac and K > 65536: raise TenPakError(f"{name}: outlier columns are stored in 16 bits; in_features {K} > 65536")
     group_count(K, lp.group_size if lp.group_size < K else K)
@@ -37,11 +48,11 @@ def stored_tensors(lp: LayerPlan, N: int, K: int,
     if lp.keep: return {'weight': (torch.float16, (N, K)), **({'bias': (torch.float16, (N,))} if has_bias else {})}
     check_storable(lp, N, K)
     G = group_count(K, lp.group_size if lp.group_size < K else K)
-    kc = K * lp.sparsity[0] // lp.sparsity[1] if lp.sparsity else K
+    kc = kept_inputs(lp, K)
     out = {'qweight': (torch.int32, (kc // 8, N))} if lp.bits == 4 else {'qbits': (torch.uint8, ((N * kc * lp.bits + 7) // 8,))}
     out['scales'] = (torch.float16, (G, N))
     if not lp.sym: out['zeros'] = (torch.float16, (G, N))
-    if lp.sparsity: out['meta'] = (torch.int32, (K // (32 if lp.sparsity[0] == 2 else 64), N))
+    if lp.sparsity: out['meta'] = (torch.int32, (K // NM_WORD[lp.sparsity[0]], N))
     if n_out: out.update(crow=(torch.int32, (N + 1,)), col=(torch.int16, (n_out,)), val=(torch.float16, (n_out,)))
     if has_bias: out['bias'] = (torch.float16, (N,))
     return out
@@ -55,6 +66,144 @@ def tensor_bits(spec: dict) -> dict[str, int]:
         out[k] = n * _BITS[dt]
     return out
 
+def storage_schemes(group_size: int = 128, outlier_frac: float = 0.01) -> list[LayerPlan]:
+    "One `LayerPlan` per storage scheme a plan can ask for: fp16, and each width of `BITS` x dense or each `STORABLE_NM` x asymmetric (each of `ZEROS`) or symmetric x with or without outliers."
+    out = [LayerPlan(bits=KEEP)]
+    for b in BITS:
+        for nm in (None, *STORABLE_NM):
+            for sym, zero in [(False, z) for z in ZEROS] + [(True, ZEROS[0])]:
+                for frac in (0., outlier_frac):
+                    out.append(LayerPlan(bits=b, group_size=group_size, sym=sym, zero=zero, sparsity=nm, outlier_frac=frac))
+    return out
+
+# %% ../nbs/03b_formats.ipynb #7d8bacff
+def _to_i32(v: torch.Tensor) -> torch.Tensor:
+    "int64 values in [0, 2**32) -> the int32 with the same 32 bits."
+    return torch.where(v >= 2**31, v - 2**32, v).to(torch.int32)
+
+def _bits(packed: torch.Tensor) -> torch.Tensor:
+    "int32 words -> their 32 bits as non-negative int64."
+    return packed.to(torch.int64) & 0xFFFFFFFF
+
+def _check_codes(codes: torch.Tensor, what='codes'):
+    if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
+        raise TenPakError(f"{what} must be a 2-D tensor [N, K]")
+    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+        raise TenPakError(f"{what} must be an integer tensor, got {codes.dtype}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) > 15):
+        raise TenPakError(f"INT4 {what} must lie in [0, 15], got [{int(codes.min())}, {int(codes.max())}]")
+
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    "Pack INT4 codes [N, K] into int32 [K//8, N]: nibble j of word [i, n] holds codes[n, 8i + j]."
+    _check_codes(codes)
+    N, K = codes.shape
+    if K % 8: raise TenPakError(f"pack_int4 needs K % 8 == 0, got K={K}")
+    c = codes.to(torch.int64).T.reshape(K // 8, 8, N)                        # (K/8, 8, N)
+    sh = torch.arange(0, 32, 4, device=codes.device)
+    return _to_i32((c << sh[:, None]).sum(1)).contiguous()                    # (K/8, N)
+
+def unpack_int4(packed: torch.Tensor, K: int) -> torch.Tensor:
+    "Inverse of `pack_int4`: int32 [K//8, N] -> uint8 codes [N, K]."
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.int32 or packed.dim() != 2:
+        raise TenPakError("packed INT4 weights must be a 2-D int32 tensor [K//8, N]")
+    if K % 8 or packed.shape[0] * 8 != K:
+        raise TenPakError(f"packed INT4 weights have {packed.shape[0]} rows, expected K/8 = {K}/8")
+    sh = torch.arange(0, 32, 4, device=packed.device)
+    c = (_bits(packed)[:, None, :] >> sh[:, None]) & 15                       # (K/8, 8, N)
+    return c.reshape(K, -1).T.to(torch.uint8).contiguous()
+
+# %% ../nbs/03b_formats.ipynb #990697a0
+def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    "Pack unsigned `bits`-bit codes (any shape) into a flat uint8 tensor of `ceil(numel*bits/8)` bytes."
+    flat = codes.reshape(-1).to(torch.int64)
+    bitpos = torch.arange(bits, dtype=torch.int64, device=flat.device)
+    bitstream = ((flat[:, None] >> bitpos) & 1).reshape(-1)
+    pad = (-bitstream.numel()) % 8
+    bitstream = torch.cat([bitstream, bitstream.new_zeros(pad)]).reshape(-1, 8)
+    return (bitstream << torch.arange(8, device=flat.device)).sum(-1).to(torch.uint8)
+
+def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
+    "Inverse of `pack_bits`: the first `numel` codes as uint8."
+    dev = packed.device
+    bitstream = ((packed.to(torch.int64)[:, None] >> torch.arange(8, device=dev)) & 1).reshape(-1)[: numel * bits]
+    return (bitstream.reshape(numel, bits) << torch.arange(bits, device=dev)).sum(-1).to(torch.uint8)
+
+# %% ../nbs/03b_formats.ipynb #6b0150a2
+def nm_keep(nm) -> int:
+    "Codes kept per 4 consecutive k: 4 (dense), 2 (2:4) or 3 (3:4)."
+    if isinstance(nm, int) and not isinstance(nm, bool):
+        nm = None if nm == 4 else (nm, 4)
+    p = parse_nm(nm)
+    if p is None: return 4
+    if p[1] != 4 or p[0] not in (2, 3): raise TenPakError(f"packed kernels support dense, 2:4 and 3:4, got {p[0]}:{p[1]}")
+    return p[0]
+
+def _check_nm_K(n: int, K: int):
+    if K % NM_WORD[n]: raise TenPakError(f"{n}:4 packing needs K % {NM_WORD[n]} == 0, got K={K} (pad K first)")
+
+def pack_nm_meta(mask: torch.Tensor, n: int, m: int = 4) -> torch.Tensor:
+    "N:4 metadata from a keep-mask [N_out, K]: 2:4 -> int32 [K//32, N_out], 3:4 -> int32 [K//64, N_out]."
+    n = nm_keep((n, m))
+    if n == 4: raise TenPakError("pack_nm_meta needs n in (2, 3)")
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 2:
+        raise TenPakError("mask must be a 2-D bool tensor [N_out, K]")
+    R, K = mask.shape
+    _check_nm_K(n, K)
+    grp = mask.reshape(R, K // 4, 4)
+    if not bool((grp.sum(-1) == n).all()): raise TenPakError(f"mask is not {n}:4: every 4 consecutive k must keep exactly {n}")
+    pos = torch.arange(4, device=mask.device)
+    if n == 2:
+        kept = torch.where(grp, pos, pos + 4).sort(-1).values[..., :2]          # kept positions, ascending
+        code, bits = kept[..., 0] | (kept[..., 1] << 2), 4
+    else:
+        code, bits = (~grp).to(torch.int64).argmax(-1), 2                       # the dropped position
+    per = 32 // bits
+    code = code.to(torch.int64).reshape(R, K // 4 // per, per)
+    sh = bits * torch.arange(per, device=mask.device)
+    return _to_i32((code << sh).sum(-1)).T.contiguous()
+
+def unpack_nm_meta(meta: torch.Tensor, n: int, K: int) -> torch.Tensor:
+    "Inverse of `pack_nm_meta`: bool keep-mask [N_out, K]."
+    n = nm_keep((n, 4))
+    if n == 4: raise TenPakError("unpack_nm_meta needs n in (2, 3)")
+    _check_nm_K(n, K)
+    if not isinstance(meta, torch.Tensor) or meta.dtype != torch.int32 or meta.dim() != 2 or meta.shape[0] != K // NM_WORD[n]:
+        raise TenPakError(f"{n}:4 metadata must be int32 [K//{NM_WORD[n]}, N_out] = [{K // NM_WORD[n]}, N_out]")
+    bits = 4 if n == 2 else 2
+    per = 32 // bits
+    sh = bits * torch.arange(per, device=meta.device)
+    code = ((_bits(meta)[:, None, :] >> sh[:, None]) & (2**bits - 1)).reshape(K // 4, 1, -1)   # (K/4, 1, N)
+    pos = torch.arange(4, device=meta.device)[None, :, None]
+    keep = ((code & 3) == pos) | ((code >> 2) == pos) if n == 2 else code != pos                 # (K/4, 4, N)
+    return keep.reshape(K, -1).T.contiguous()
+
+def pack_nm(codes: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Pack the kept codes of an N:4 sparse INT4 matrix: (qweight int32 [K*n/32, N_out], meta)."
+    if not isinstance(mask, torch.Tensor) or mask.shape != codes.shape: raise TenPakError("codes and mask must have the same shape [N_out, K]")
+    meta = pack_nm_meta(mask, n)                                               # validates n, K and the mask
+    R, K = codes.shape
+    return pack_int4(codes[mask].reshape(R, K * n // 4)), meta
+
+def unpack_nm(qweight: torch.Tensor, meta: torch.Tensor, n: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Inverse of `pack_nm`: (dense uint8 codes [N_out, K] with 0 where pruned, bool mask)."
+    mask = unpack_nm_meta(meta, n, K)
+    kept = unpack_int4(qweight, K * n // 4)
+    if kept.shape[0] != mask.shape[0]: raise TenPakError(f"qweight has {kept.shape[0]} columns but meta has {mask.shape[0]}")
+    codes = torch.zeros(mask.shape, dtype=torch.uint8, device=qweight.device)
+    codes[mask] = kept.reshape(-1)
+    return codes, mask
+
+# %% ../nbs/03b_formats.ipynb #0fbb986d
+def pack_col16(col: torch.Tensor) -> torch.Tensor:
+    "Outlier column indices `< 65536` as stored: int16 holding their 16 bits."
+    c = col.to(torch.int32)
+    if len(c) and int(c.max()) >= 65536: raise TenPakError("outlier column index does not fit 16 bits")
+    return torch.where(c >= 32768, c - 65536, c).to(torch.int16)
+
+def unpack_col16(col: torch.Tensor) -> torch.Tensor:
+    "Inverse of `pack_col16`: int32 column indices in `[0, 65536)`."
+    return col.to(torch.int32) & 0xFFFF
+
 # %% ../nbs/03b_formats.ipynb #92833571
 _CSR = ('crow', 'col', 'val')
 
@@ -64,7 +213,6 @@ def check_tensors(lp: LayerPlan, N: int, K: int, own: dict[str, torch.Tensor], n
                   values: bool = True,   # False: names, dtypes and shapes only (tensors without data, e.g. on the meta device)
                  ) -> None:
     "Raise `TenPakError` naming `name.part` unless `own` (suffix -> tensor) is a valid stored `(N, K)` Linear compressed as `lp`."
-    from tenpak.outliers import n_outliers
     bad = [k for k, v in own.items() if not isinstance(v, torch.Tensor)]
     if bad: _fail(f"{name}.{bad[0]} is not a tensor")
     csr = [k for k in _CSR if k in own]
@@ -100,3 +248,102 @@ def check_tensors(lp: LayerPlan, N: int, K: int, own: dict[str, torch.Tensor], n
         if int(col.max()) >= K: _fail(f"{name}.col holds a column >= in_features {K}")
         rows = torch.repeat_interleave(torch.arange(N, device=crow.device), crow[1:] - crow[:-1], output_size=n_out)  # safe: checked above
         if not bool(((col[1:] > col[:-1]) | (rows[1:] != rows[:-1])).all()): _fail(f"{name}.col must increase within each row")
+
+# %% ../nbs/03b_formats.ipynb #b011d079
+@dataclass
+class Compressed:
+    "A compressed weight: quantized codes, N:M mask, outliers, and its dense reconstruction."
+    plan: LayerPlan
+    q: QTensor | None            # None when the layer is kept in fp16
+    mask: torch.Tensor | None    # bool (N, K) N:M kept positions, None when dense
+    outliers: CSR | None
+    w_hat: torch.Tensor | None   # reconstruction, float32 (N, K); None once slimmed for packing
+
+    @property
+    def n_outliers(self) -> int: return 0 if self.outliers is None else self.outliers.nnz
+
+def pack_codes(kept: torch.Tensor, bits: int) -> dict[str, torch.Tensor]:
+    "Stored codes of a `(N, K')` matrix of `bits`-bit codes: INT4 as the kernel's int32 words (`qweight`), other widths as a bitstream (`qbits`)."
+    return {'qweight': pack_int4(kept)} if bits == 4 else {'qbits': pack_bits(kept, bits)}
+
+def unpack_codes(t: dict[str, torch.Tensor], bits: int, N: int, kc: int) -> torch.Tensor:
+    "Inverse of `pack_codes`: uint8 codes `(N, kc)`."
+    if bits == 4: return unpack_int4(t['qweight'], kc)
+    return unpack_bits(t['qbits'], bits, N * kc).reshape(N, kc)
+
+def pack_layer(c: Compressed, bias: torch.Tensor | None = None, name: str = 'layer') -> dict[str, torch.Tensor]:
+    "The stored tensors (suffix -> contiguous tensor, on `c`'s device) of a Linear compressed as `c.plan`: those `stored_tensors` lists."
+    lp = c.plan
+    if lp.keep:
+        if c.w_hat is None: raise TenPakError(f"{name}: a layer kept in fp16 stores its weight, and this one has none (w_hat)")
+        out = {'weight': c.w_hat.half()}
+    else:
+        q = c.q
+        N, K = q.shape
+        check_storable(lp, N, K, name)
+        out = {}
+        if lp.sparsity:
+            out['meta'] = pack_nm_meta(c.mask, *lp.sparsity)
+            kept = q.codes[c.mask].reshape(N, kept_inputs(lp, K))
+        else: kept = q.codes
+        out.update(pack_codes(kept, lp.bits))
+        out['scales'] = q.scales.t().contiguous().half()
+        if not lp.sym: out['zeros'] = q.zeros.t().contiguous().half()
+        if c.outliers is not None and c.outliers.nnz:
+            out.update(crow=c.outliers.crow.to(torch.int32), col=pack_col16(c.outliers.col), val=c.outliers.val.half())
+    if bias is not None: out['bias'] = bias.detach().half()
+    return {k: v.contiguous() for k, v in out.items()}
+
+def stored_codes(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    "Dense uint8 codes `(N, K)` (0 where pruned) and the N:M keep-mask (None when dense) of the stored tensors `t`."
+    kept = unpack_codes(t, lp.bits, N, kept_inputs(lp, K))
+    if not lp.sparsity: return kept, None
+    mask = unpack_nm_meta(t['meta'], lp.sparsity[0], K)
+    dense = torch.zeros(N, K, dtype=kept.dtype, device=kept.device)
+    dense[mask] = kept.reshape(-1)
+    return dense, mask
+
+def unpack_layer(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor]) -> Compressed:
+    "Inverse of `pack_layer`: the `Compressed` the stored tensors `t` of a `(N, K)` Linear hold (`w_hat` only when kept in fp16)."
+    if lp.keep: return Compressed(lp, None, None, None, t['weight'].float())
+    codes, mask = stored_codes(lp, N, K, t)
+    s = t['scales'].t().float().contiguous()
+    z = torch.full_like(s, 2 ** (lp.bits - 1)) if lp.sym else t['zeros'].t().float().contiguous()   # symmetric: the mid code
+    q = QTensor(codes, s, z, lp.bits, K // s.shape[1], lp.sym)
+    o = CSR(t['crow'], unpack_col16(t['col']), t['val'], (N, K)) if t.get('crow') is not None else None
+    return Compressed(lp, q, mask, o, None)
+
+def dequantize_layer(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor], dtype=torch.float32) -> torch.Tensor:
+    "The dense `(N, K)` weight the stored tensors `t` compute with (computed in float32, returned in `dtype`)."
+    c = unpack_layer(lp, N, K, t)
+    if lp.keep: return c.w_hat.to(dtype)
+    w = dequantize(c.q)                                  # as `compress.compress_weight` builds `w_hat`
+    if c.mask is not None: w = w * c.mask
+    if c.outliers is not None: w = w + c.outliers.to_dense()
+    return w.to(dtype)
+
+# %% ../nbs/03b_formats.ipynb #9c7e0537
+class KernelFit(NamedTuple):
+    "How a stored Linear is computed: the INT4 layout `kernel.int4_linear` takes, and whether its Triton kernels run it."
+    keep: int | None      # codes per 4 inputs of the INT4 layout (4 dense, 2 for 2:4, 3 for 3:4); None: dequantized, then a matmul
+    triton: bool          # the Triton kernels run it (on a GPU, fp16/bf16 activations); else `int4_linear`'s torch reference
+    reason: str = ''      # why not Triton ('' when it is)
+
+def triton_refusal(keep: int, group_size: int) -> str:
+    "Why the Triton kernels cannot run an INT4 layout keeping `keep` codes per 4 inputs with scale groups of `group_size` inputs ('' when they can)."
+    if (group_size * keep) % 32:
+        return (f"a group of {group_size} inputs holds {group_size * keep / 4:g} codes, not whole int32 words "
+                f"(the Triton kernels need group_size * {keep} % 32 == 0)")
+    return ''
+
+def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
+    "Which kernel computes a `(N, K)` Linear stored as `lp`, with the reason when it is not the Triton INT4 kernel."
+    if lp.keep: return KernelFit(None, False, 'kept in fp16: a plain matmul')
+    check_storable(lp, N, K)
+    if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)")
+    keep, g = nm_keep(lp.sparsity), K // group_count(K, lp.group_size)
+    if g % 8 and g != K:
+        return KernelFit(None, False, f"groups of {g} inputs (int4_linear takes groups of a multiple of 8 inputs, or per-channel): "
+                                      f"dequantized, then multiplied")
+    why = triton_refusal(keep, g)
+    return KernelFit(keep, not why, why)

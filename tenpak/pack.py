@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .formats import check_tensors
-from .core import TenPakError, STORABLE_NM, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
+from .formats import check_tensors, pack_layer, stored_codes, dequantize_layer, unpack_col16, kernel_eligible
+from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
 from .outliers import CSR
-from .quant import group_count, pack_bits, unpack_bits
+from .quant import group_count
 from .compress import Compressed
 from . import kernel as K
 
@@ -26,37 +26,13 @@ __all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'DIGEST', 'CONFIG', 'HF_METHOD',
 FORMAT_VERSION = 2        # 2: tenpak.json lists every file's SHA-256, tenpak.sha256 holds tenpak.json's (1: the weights' only)
 WEIGHTS, META, DIGEST, CONFIG = 'model.safetensors', 'tenpak.json', 'tenpak.sha256', 'config.json'
 
-def _col16(col: torch.Tensor) -> torch.Tensor:
-    "Column indices < 65536 stored in int16 bits."
-    c = col.to(torch.int32)
-    if len(c) and int(c.max()) >= 65536: raise TenPakError("outlier column index does not fit 16 bits")
-    return torch.where(c >= 32768, c - 65536, c).to(torch.int16)
-
 def pack_linear(name: str, c: Compressed, bias: torch.Tensor | None = None, device=None, to_cpu: bool = True) -> dict[str, torch.Tensor]:
-    "The tensors that store one compressed Linear (packed on `device`; returned on the CPU unless `to_cpu=False`)."
-    lp, q = c.plan, c.q
-    if device is not None:
+    "The tensors that store one compressed Linear, named `name.qweight`, ... (`formats.pack_layer`, packed on `device`; returned on the CPU unless `to_cpu=False`)."
+    if device is not None and c.q is not None:
         from dataclasses import replace
-        q = replace(q, codes=q.codes.to(device), scales=q.scales.to(device), zeros=q.zeros.to(device))
+        q = replace(c.q, codes=c.q.codes.to(device), scales=c.q.scales.to(device), zeros=c.q.zeros.to(device))
         c = replace(c, q=q, mask=None if c.mask is None else c.mask.to(device))
-    N, Kin = q.shape
-    out = {}
-    if lp.sparsity:
-        n, m = lp.sparsity
-        if (n, m) not in STORABLE_NM: raise TenPakError(f"{name}: packing supports {STORABLE_NM} sparsity, got {n}:{m}")
-        out[f'{name}.meta'] = K.pack_nm_meta(c.mask, n)
-        kept = q.codes[c.mask].reshape(N, Kin * n // m)
-    else: kept = q.codes
-    if lp.bits == 4: out[f'{name}.qweight'] = K.pack_int4(kept)
-    else: out[f'{name}.qbits'] = pack_bits(kept, lp.bits)
-    out[f'{name}.scales'] = q.scales.t().contiguous().half()
-    if not lp.sym: out[f'{name}.zeros'] = q.zeros.t().contiguous().half()
-    if c.outliers is not None and c.outliers.nnz:
-        out[f'{name}.crow'] = c.outliers.crow.to(torch.int32)
-        out[f'{name}.col'] = _col16(c.outliers.col)
-        out[f'{name}.val'] = c.outliers.val.half()
-    if bias is not None: out[f'{name}.bias'] = bias.detach().half()
-    return {k: v.contiguous().cpu() if to_cpu else v.contiguous() for k, v in out.items()}
+    return {f'{name}.{k}': v.cpu() if to_cpu else v for k, v in pack_layer(c, bias, name).items()}
 
 # %% ../nbs/14_pack.ipynb #8ffed44a
 class PackedLinear(nn.Module):
@@ -69,6 +45,7 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features, self.plan = in_features, out_features, plan
         self.bits, self.nm = plan.bits, plan.sparsity
         self.group_size = in_features // group_count(in_features, plan.group_size)   # a group >= K is per-channel
+        self.fit = kernel_eligible(plan, out_features, in_features)    # INT4 layouts run `kernel.int4_linear`, others dequantize
         for k, v in tensors.items():
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
@@ -85,34 +62,24 @@ class PackedLinear(nn.Module):
         N, Kin = shape
         return cls(Kin, N, plan, own, dtype, name)
 
-    def codes(self) -> torch.Tensor:
-        "Dense `(N, K)` codes (zeros where pruned) and the kept mask."
-        N, Kin = self.out_features, self.in_features
-        kc = Kin * self.nm[0] // self.nm[1] if self.nm else Kin
-        kept = K.unpack_int4(self.qweight, kc) if self.bits == 4 else unpack_bits(self.qbits, self.bits, N * kc).reshape(N, kc).to(self.scales.device)
-        if not self.nm: return kept, None
-        mask = K.unpack_nm_meta(self.meta, self.nm[0], Kin)
-        dense = torch.zeros(N, Kin, dtype=kept.dtype, device=kept.device)
-        dense[mask] = kept.reshape(-1)
-        return dense, mask
+    def _stored(self) -> dict[str, torch.Tensor]:
+        "The stored tensors this layer holds (suffix -> buffer)."
+        return {k: v for k in ('qweight', 'qbits', 'scales', 'zeros', 'meta', 'crow', 'col', 'val') if (v := getattr(self, k)) is not None}
+
+    def codes(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        "Dense `(N, K)` codes (zeros where pruned) and the kept mask (`formats.stored_codes`)."
+        return stored_codes(self.plan, self.out_features, self.in_features, self._stored())
 
     def dequantize(self, dtype=torch.float32) -> torch.Tensor:
-        "The dense weight this layer computes with."
-        codes, mask = self.codes()
-        g = self.group_size
-        s = self.scales.t().float().repeat_interleave(g, 1)
-        z = self.zeros.t().float().repeat_interleave(g, 1)
-        w = (codes.float() - z) * s
-        if mask is not None: w = w * mask
-        if self.crow is not None: w = w + self._outliers().to_dense()
-        return w.to(dtype)
+        "The dense weight this layer computes with (`formats.dequantize_layer`)."
+        return dequantize_layer(self.plan, self.out_features, self.in_features, self._stored(), dtype)
 
     def _outliers(self) -> CSR:
         "The stored outliers (16-bit columns read back as unsigned)."
-        return CSR(self.crow, self.col.to(torch.int32) & 0xFFFF, self.val, (self.out_features, self.in_features))
+        return CSR(self.crow, unpack_col16(self.col), self.val, (self.out_features, self.in_features))
 
     def forward(self, x):
-        if self.bits != 4: return F.linear(x, self.dequantize(x.dtype), self.bias)
+        if self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), self.bias)
         y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
                           nm=self.nm[0] if self.nm else None, meta=self.meta, bias=self.bias, check=False)
         if self.crow is not None:
@@ -137,10 +104,10 @@ def to_packed(model, plan: Plan, parts: dict[str, Compressed], device=None, dtyp
     return model
 
 def tune_model(model, M: int = 1, **time_kw) -> dict:
-    "`kernel.tune_config` once per distinct INT4 `PackedLinear` (shape, pattern, group) at batch `M`; its calls then use the winner."
+    "`kernel.tune_config` once per distinct Triton-run `PackedLinear` (shape, pattern, group) at batch `M`; its calls then use the winner."
     out = {}
     for m in model.modules():
-        if not isinstance(m, PackedLinear) or m.bits != 4: continue
+        if not isinstance(m, PackedLinear) or not m.fit.triton: continue        # the layouts the Triton kernels run (`formats.kernel_eligible`)
         key = f"{m.out_features}x{m.in_features} {m.nm[0] if m.nm else 4}:4 g{m.group_size}"
         if key in out: continue
         x = torch.randn(M, m.in_features, device=m.qweight.device, dtype=m.scales.dtype)

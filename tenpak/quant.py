@@ -12,7 +12,7 @@ from .core import TenPakError, BITS, ZEROS
 
 # %% auto #0
 __all__ = ['FP16_MAX', 'group_count', 'fit_group', 'QTensor', 'group_params', 'quantize_codes', 'quantize', 'dequantize',
-           'fake_quant', 'pack_bits', 'unpack_bits']
+           'fake_quant']
 
 # %% ../nbs/01_quant.ipynb #2cc890bc
 def group_count(in_features: int, group_size: int) -> int:
@@ -154,19 +154,3 @@ def dequantize(q: QTensor, dtype=torch.float32) -> torch.Tensor:
 def fake_quant(w: torch.Tensor, bits: int = 4, group_size: int = 128, **kw) -> torch.Tensor:
     "Quantize then dequantize `w`, in its own dtype."
     return dequantize(quantize(w, bits, group_size, **kw), w.dtype)
-
-# %% ../nbs/01_quant.ipynb #990697a0
-def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    "Pack unsigned `bits`-bit codes (any shape) into a flat uint8 tensor of `ceil(numel*bits/8)` bytes."
-    flat = codes.reshape(-1).to(torch.int64)
-    bitpos = torch.arange(bits, dtype=torch.int64, device=flat.device)
-    bitstream = ((flat[:, None] >> bitpos) & 1).reshape(-1)
-    pad = (-bitstream.numel()) % 8
-    bitstream = torch.cat([bitstream, bitstream.new_zeros(pad)]).reshape(-1, 8)
-    return (bitstream << torch.arange(8, device=flat.device)).sum(-1).to(torch.uint8)
-
-def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
-    "Inverse of `pack_bits`: the first `numel` codes as uint8."
-    dev = packed.device
-    bitstream = ((packed.to(torch.int64)[:, None] >> torch.arange(8, device=dev)) & 1).reshape(-1)[: numel * bits]
-    return (bitstream.reshape(numel, bits) << torch.arange(bits, device=dev)).sum(-1).to(torch.uint8)
