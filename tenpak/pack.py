@@ -182,7 +182,7 @@ def save_packed(model, plan: Plan, parts: dict[str, Compressed], out_dir, tokeni
     if getattr(model.config, 'tie_word_embeddings', False): tensors.pop('lm_head.weight', None)
     tensors.update(hf_guard(plan))               # plain transformers stops here instead of loading random weights
     with atomic_dir(out_dir) as tmp:     # everything into a temp folder, then renamed: never a half-written checkpoint
-        save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tenpak', 'version': str(FORMAT_VERSION)})
+        save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tenpak'})   # one key: safetensors writes a map's keys in random order (FORMAT_VERSION is in tenpak.json)
         model.config.save_pretrained(tmp)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         shapes = {n: list(lins[n].weight.shape) for n, _ in plan}
