@@ -219,7 +219,7 @@ def _conv1d_native(tensors: dict, prefix: str, arch) -> dict:
             tensors[k] = tensors[k].t().contiguous()
     return tensors
 
-CONV1D = Layout('conv1d', _conv1d_prepare, _conv1d_native)
+CONV1D = Layout('Conv1D', _conv1d_prepare, _conv1d_native)
 
 # %% ../nbs/00b_arch.ipynb #be393939
 class ExpertMLP(nn.Module):
@@ -264,7 +264,7 @@ def _experts_native(tensors: dict, prefix: str, arch) -> dict:
         tensors[f'{prefix}{mod}.down_proj'] = torch.stack([x['down_proj'] for x in es])
     return tensors
 
-FUSED_EXPERTS = Layout('fused_experts', _experts_prepare, _experts_native)
+FUSED_EXPERTS = Layout('fused experts', _experts_prepare, _experts_native)
 
 def prepare_model(model, arch: Arch | None = None):
     "Rewrite, in place, the modules of `model`'s blocks that its family's `layouts` map to `nn.Linear` (GPT-2's Conv1D, fused experts); idempotent. Returns `model`."
