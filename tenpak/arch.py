@@ -231,6 +231,7 @@ class ExpertMLP(nn.Module):
 
 class LinearExperts(nn.ModuleList):
     "transformers' fused experts (`gate_up_proj` (E, 2I, H), `down_proj` (E, H, I)) as one `ExpertMLP` per expert, same call and result."
+    def __init__(self, experts: list[ExpertMLP]): super().__init__(experts)
     def forward(self, hidden_states, top_k_index, top_k_weights):
         out = torch.zeros_like(hidden_states)
         for e, expert in enumerate(self):
