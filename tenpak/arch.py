@@ -194,11 +194,12 @@ class Layout:
     name: str
     prepare: Callable       # prepare(block) rewrites the block's modules in place; a block already rewritten is left as is
     native: Callable        # native(tensors, prefix, arch) -> tensors of the block at `prefix` in the family's own layout
+    routed: bool = False    # its Linears see the tokens routed to them, flattened (no window dimension)
 
 def _linear(w: torch.Tensor, b: torch.Tensor | None = None) -> nn.Linear:
     "An `nn.Linear` holding weight `w` (out, in) and bias `b` (on their device, meta included: no copy of a meta tensor)."
     lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device='meta', dtype=w.dtype)
-    lin.weight = nn.Parameter(w.detach().contiguous())
+    lin.weight = nn.Parameter(w.detach().clone(memory_format=torch.contiguous_format))     # its own storage (no view of a fused tensor)
     if b is not None: lin.bias = b if isinstance(b, nn.Parameter) else nn.Parameter(b.detach())
     return lin
 
@@ -265,7 +266,7 @@ def _experts_native(tensors: dict, prefix: str, arch) -> dict:
         tensors[f'{prefix}{mod}.down_proj'] = torch.stack([x['down_proj'] for x in es])
     return tensors
 
-FUSED_EXPERTS = Layout('fused experts', _experts_prepare, _experts_native)
+FUSED_EXPERTS = Layout('fused experts', _experts_prepare, _experts_native, routed=True)
 
 def prepare_model(model, arch: Arch | None = None):
     "Rewrite, in place, the modules of `model`'s blocks that its family's `layouts` map to `nn.Linear` (GPT-2's Conv1D, fused experts); idempotent. Returns `model`."
