@@ -445,17 +445,17 @@ register_arch(Arch('gpt2', ('gpt2',), 'transformer.h', 'transformer.wte', 'trans
 _ATTN_LINEARS = {p: r for p, r in _LLAMA_LINEARS.items() if p.startswith('self_attn.')}
 _EXPERT_LINEARS = {'mlp.experts.*.gate_proj': 'mlp_gate', 'mlp.experts.*.up_proj': 'mlp_up', 'mlp.experts.*.down_proj': 'mlp_down'}
 _SHARED_LINEARS = {'mlp.shared_expert.gate_proj': 'mlp_gate', 'mlp.shared_expert.up_proj': 'mlp_up', 'mlp.shared_expert.down_proj': 'mlp_down'}
-_MOE_SIZES = dict(num_experts_per_tok=2, intermediate_size=None)     # tiny: 8 experts, top-2
+_MOE_SIZES = dict(num_experts_per_tok=2, intermediate_size=128)      # tiny: 8 experts, top-2 (and the dense MLP's width)
 
 for _a in [_llama_like('mixtral', linears={**_ATTN_LINEARS, **_EXPERT_LINEARS}, floats={'mlp.gate': 'mlp_norm'}, layouts=(FUSED_EXPERTS,),
-                       tiny=_tiny_cfg('MixtralConfig', num_local_experts=8, **{**_MOE_SIZES, 'intermediate_size': 128})),
+                       tiny=_tiny_cfg('MixtralConfig', num_local_experts=8, **_MOE_SIZES)),
            _llama_like('qwen2_moe', linears={**_LLAMA_LINEARS, **_EXPERT_LINEARS, **_SHARED_LINEARS}, layouts=(FUSED_EXPERTS,),
                        floats={'mlp.gate': 'mlp_norm', 'mlp.shared_expert_gate': 'mlp_norm'},
                        tiny=_tiny_cfg('Qwen2MoeConfig', num_experts=8, moe_intermediate_size=64, shared_expert_intermediate_size=128,
-                                      **{**_MOE_SIZES, 'intermediate_size': 128})),
+                                      **_MOE_SIZES)),
            _llama_like('qwen3_moe', linears={**_LLAMA_LINEARS, **_EXPERT_LINEARS}, floats={'mlp.gate': 'mlp_norm'}, layouts=(FUSED_EXPERTS,),
                        tiny=_tiny_cfg('Qwen3MoeConfig', num_experts=8, moe_intermediate_size=64, head_dim=32,
-                                      **{**_MOE_SIZES, 'intermediate_size': 128}))]:
+                                      **_MOE_SIZES))]:
     register_arch(_a)
 
 # %% ../nbs/00b_arch.ipynb #fa996949
