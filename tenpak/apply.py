@@ -14,7 +14,7 @@ from .core import TenPakError, Plan, LayerStats, get_method
 from .arch import get_arch, find_linears, check_finite
 from .compress import Compressed
 from . import gptq as _gptq   # registers the 'gptq' method
-from .calib import block_loop, linear_input_stats, run_block
+from .calib import block_loop, linear_input_stats, run_block, too_few_tokens, weight_only
 from .awq import awq_block
 
 # %% auto #0
@@ -99,8 +99,10 @@ def compress_model(model, plan: Plan,
         else:
             with linear_input_stats(block, list(rel), hessian=hess) as st: run_block(block, inp, keep=False)
         for r, lp in rel.items():
-            _compress_linear(block.get_submodule(r), lp, st[r].layer_stats(None if F is None else F[r]), keep_parts, res, prefix + r)
-            st.pop(r)                            # free its Hessian
+            x = st.pop(r, None)                  # (and free its Hessian)
+            if not lp.keep and (x is None or too_few_tokens(x.n, inp.n_tokens)):     # an expert the router sent too few tokens
+                lp = res.plan.layers[prefix + r] = weight_only(lp, 0 if x is None else x.n); x = None
+            _compress_linear(block.get_submodule(r), lp, x.layer_stats(None if F is None else F[r]) if x else LayerStats(), keep_parts, res, prefix + r)
 
     block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
     res.seconds = time.perf_counter() - t0

@@ -15,8 +15,9 @@ from .core import TenPakError
 
 # %% auto #0
 __all__ = ['ROLES', 'ROLE_ALIASES', 'ATTN_ROLES', 'MLP_ROLES', 'ATTN_TYPES', 'MLP_TYPES', 'ARCHS', 'FAMILIES', 'UNSUPPORTED',
-           'ROLE_LABELS', 'role_token', 'Feed', 'Arch', 'register_arch', 'get_arch', 'get_module', 'get_blocks',
-           'block_index', 'block_path', 'layer_type', 'layer_role', 'layer_kind', 'find_linears', 'linear_roles',
+           'ROLE_LABELS', 'CONV1D', 'FUSED_EXPERTS', 'role_token', 'Feed', 'Arch', 'wild', 'register_arch', 'get_arch',
+           'get_module', 'get_blocks', 'block_index', 'block_path', 'layer_type', 'layer_role', 'layer_kind', 'Layout',
+           'ExpertMLP', 'LinearExperts', 'prepare_model', 'native_state_dict', 'find_linears', 'linear_roles',
            'rebuild_meta_buffers', 'check_finite', 'bos_id', 'logit_softcap', 'tiny_model', 'tiny_mistral']
 
 # %% ../nbs/00b_arch.ipynb #df8dc81f
@@ -41,6 +42,7 @@ class Feed:
     linears: tuple[str, ...]        # Linear paths it feeds
     rows: torch.Tensor | None = None   # feeding rows of `prev` (a slice of a fused Linear), in the consumers' column order
     norm: bool = False              # prev is a norm (else a Linear)
+    also: tuple[str, ...] = ()      # float modules reading the same input (routers): a fold rescales their columns too
 
 @dataclass(frozen=True)
 class Arch:
@@ -50,7 +52,7 @@ class Arch:
     blocks: str                                 # ModuleList of decoder blocks (model path)
     embed: str                                  # input embedding (model path)
     final_norm: str                             # norm before the LM head (model path)
-    linears: dict[str, str]                     # Linear path in a block -> role (every Linear of a block)
+    linears: dict[str, str]                     # Linear path in a block -> role (every Linear of a block; `*`: an expert index)
     norms: dict[str, str]                       # 'attn_norm' / 'mlp_norm' -> the norm feeding that sublayer's input Linears
     feeds: tuple[tuple[str, tuple[str, ...]], ...]   # AWQ pairs: (norm key or role, the roles it feeds)
     norm_offset: float = 0.0                    # norms compute (offset + w) · x̂: 0 (`w`), 1 (Gemma's `1 + w`)
@@ -60,10 +62,16 @@ class Arch:
     bos: bool = False                           # windows start with the BOS token (the family is trained so)
     check: Callable | None = None               # check(config) raises TenPakError for variants not supported
     tiny: Callable | None = None                # tiny(layers, hidden, vocab) -> a small config of this family (tests)
+    floats: dict[str, str] = field(default_factory=dict)   # block path of a module kept float (router) -> the norm key feeding it
+    layouts: tuple = ()                         # `Layout`s that rewrite the family's own modules as nn.Linear (Conv1D, fused experts)
 
     def role_paths(self) -> dict[str, str]:
         "Role -> Linear path in a block."
         return {r: p for p, r in self.linears.items()}
+
+    def role(self, path: str) -> str | None:
+        "The role of the Linear at block path `path` (`mlp.experts.3.up_proj` matches `mlp.experts.*.up_proj`); None when unknown."
+        return self.linears.get(path) or self.linears.get(wild(path))
 
     def where(self, role: str, config=None) -> tuple[str, torch.Tensor | None]:
         "The Linear path holding `role`, and its rows when `role` is a slice of a fused Linear (`config` needed)."
@@ -74,19 +82,38 @@ class Arch:
             if fused in rp and config is None and role in _SUBROLES.get(fused, ()): return rp[fused], None
         raise TenPakError(f"{self.name}: no Linear holds role {role!r}")
 
-    def resolved_feeds(self, config) -> list[Feed]:
-        "The AWQ pairs of a block of a model with `config`, as module paths (a consumer role inside a fused Linear: that Linear)."
+    def resolved_feeds(self, config, block: nn.Module | None = None) -> list[Feed]:
+        "The AWQ pairs of a block as module paths: of `block` when given (experts expanded, absent parts left out), else of the table."
+        paths = ([n for n, m in block.named_modules() if isinstance(m, nn.Linear) and self.role(n)] if block is not None
+                 else [p for p in self.linears if '*' not in p])
+        holds = lambda p, roles: self.role(p) in roles or any(r in roles for r in _SUBROLES.get(self.role(p), ()))
         out = []
         for prev, roles in self.feeds:
             if prev in self.feed_if and not self.feed_if[prev](config): continue
-            lins = tuple(dict.fromkeys(self.where(r)[0] for r in roles))
-            if prev in self.norms: out.append(Feed(self.norms[prev], lins, None, True))
-            else:
-                p, rows = self.where(prev, config)
-                out.append(Feed(p, lins, rows, False))
+            cons = [p for p in paths if holds(p, roles)]
+            if not cons: continue
+            if prev in self.norms:
+                also = tuple(f for f, k in self.floats.items() if k == prev and (block is None or _has(block, f)))
+                out.append(Feed(self.norms[prev], tuple(cons), None, True, also))
+                continue
+            for p in paths:                     # each feeding Linear folds into the consumers beside it (an expert's own down_proj)
+                if not holds(p, (prev,)): continue
+                rows = None if self.role(p) == prev else self.slices[self.role(p)](config)[prev]
+                mine = tuple(c for c in cons if _parent(c) == _parent(p))
+                if mine: out.append(Feed(p, mine, rows, False))
         return out
 
 _SUBROLES = {'attn_qkv': ('attn_q', 'attn_k', 'attn_v'), 'mlp_gate_up': ('mlp_gate', 'mlp_up')}
+
+def wild(path: str) -> str:
+    "A module path with every index written `*` (`mlp.experts.3.up_proj` -> `mlp.experts.*.up_proj`)."
+    return re.sub(r'(?<=\.)\d+(?=\.)', '*', path)
+
+def _parent(path: str) -> str: return path.rsplit('.', 1)[0] if '.' in path else ''
+
+def _has(root: nn.Module, path: str) -> bool:
+    try: root.get_submodule(path); return True
+    except AttributeError: return False
 
 # %% ../nbs/00b_arch.ipynb #ffe5ff21
 ARCHS: dict[str, Arch] = {}          # model_type -> Arch
@@ -102,6 +129,8 @@ def register_arch(a: Arch) -> Arch:
     for prev, roles in a.feeds:
         if prev not in a.norms: a.where(prev)
         for r in roles: a.where(r)
+    for f, k in a.floats.items():
+        if k not in a.norms: raise TenPakError(f"{a.name}: float module {f} is fed by {k!r}, not a norm key ({', '.join(a.norms)})")
     for fused in a.slices:
         if fused not in _SUBROLES: raise TenPakError(f"{a.name}: {fused!r} is not a fused role")
     _ROLE_OF_PATH.update(a.linears)
@@ -148,8 +177,8 @@ def layer_type(name: str) -> str:
 def layer_role(name: str, arch: Arch | None = None) -> str | None:
     "The role of Linear `name` (`attn_q`, `mlp_down`, ...); None when unknown."
     rel = block_path(name)
-    if arch is not None: return arch.linears.get(rel)
-    return _ROLE_OF_PATH.get(rel) or ROLE_ALIASES.get(layer_type(name))
+    if arch is not None: return arch.role(rel)
+    return _ROLE_OF_PATH.get(rel) or _ROLE_OF_PATH.get(wild(rel)) or ROLE_ALIASES.get(layer_type(name))
 
 def layer_kind(name: str, arch: Arch | None = None) -> str:
     "'attn', 'mlp' or 'other'."
@@ -158,13 +187,112 @@ def layer_kind(name: str, arch: Arch | None = None) -> str:
 ROLE_LABELS = {'attn_q': 'q', 'attn_k': 'k', 'attn_v': 'v', 'attn_qkv': 'qkv', 'attn_out': 'o',
                'mlp_gate': 'gate', 'mlp_up': 'up', 'mlp_gate_up': 'gate_up', 'mlp_down': 'down'}   # short plot labels
 
+# %% ../nbs/00b_arch.ipynb #04326c15
+@dataclass(frozen=True)
+class Layout:
+    "A rewrite of a family's own modules as `nn.Linear`s with the same function, and its inverse on a state dict (export)."
+    name: str
+    prepare: Callable       # prepare(block) rewrites the block's modules in place; a block already rewritten is left as is
+    native: Callable        # native(tensors, prefix, arch) -> tensors of the block at `prefix` in the family's own layout
+    routed: bool = False    # its Linears see the tokens routed to them, flattened (no window dimension)
+
+def _linear(w: torch.Tensor, b: torch.Tensor | None = None) -> nn.Linear:
+    "An `nn.Linear` holding weight `w` (out, in) and bias `b` (on their device, meta included: no copy of a meta tensor)."
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device='meta', dtype=w.dtype)
+    lin.weight = nn.Parameter(w.detach().clone(memory_format=torch.contiguous_format))     # its own storage (no view of a fused tensor)
+    if b is not None: lin.bias = b if isinstance(b, nn.Parameter) else nn.Parameter(b.detach())
+    return lin
+
+def _set(root: nn.Module, path: str, mod: nn.Module):
+    parent, _, child = path.rpartition('.')
+    root.get_submodule(parent).register_module(child, mod)
+
+def _conv1d_prepare(block: nn.Module):
+    "transformers' `Conv1D` (weight (in, out), y = x W + b) -> `nn.Linear` (weight Wᵀ, same bias)."
+    from transformers.pytorch_utils import Conv1D
+    for n, m in list(block.named_modules()):
+        if isinstance(m, Conv1D): _set(block, n, _linear(m.weight.t(), m.bias))
+
+def _conv1d_native(tensors: dict, prefix: str, arch) -> dict:
+    "Every block Linear's weight back to Conv1D's (in, out)."
+    for k in list(tensors):
+        if k.startswith(prefix) and k.endswith('.weight') and arch.role(block_path(k[:-len('.weight')])):
+            tensors[k] = tensors[k].t().contiguous()
+    return tensors
+
+CONV1D = Layout('Conv1D', _conv1d_prepare, _conv1d_native)
+
+# %% ../nbs/00b_arch.ipynb #be393939
+class ExpertMLP(nn.Module):
+    "One expert of a fused experts module as three Linears: `down(act(gate(x)) · up(x))`."
+    def __init__(self, gate: nn.Linear, up: nn.Linear, down: nn.Linear, act):
+        super().__init__()
+        self.gate_proj, self.up_proj, self.down_proj, self.act_fn = gate, up, down, act
+    def forward(self, x): return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+class LinearExperts(nn.ModuleList):
+    "transformers' fused experts (`gate_up_proj` (E, 2I, H), `down_proj` (E, H, I)) as one `ExpertMLP` per expert, same call and result."
+    def __init__(self, experts: list[ExpertMLP]): super().__init__(experts)
+    def forward(self, hidden_states, top_k_index, top_k_weights):
+        out = torch.zeros_like(hidden_states)
+        for e, expert in enumerate(self):
+            tok, k = torch.where(top_k_index == e)        # the tokens the router sent to expert e (each at most once)
+            if len(tok) == 0: continue                      # an expert no token reaches is not run (its hooks see nothing)
+            y = expert(hidden_states[tok]) * top_k_weights[tok, k, None]
+            out.index_add_(0, tok, y.to(out.dtype))
+        return out
+
+def _experts_prepare(block: nn.Module):
+    "Every fused experts module of the block (3-D `gate_up_proj`, `down_proj`) -> `LinearExperts`."
+    for n, m in list(block.named_modules()):
+        gu, dn = getattr(m, 'gate_up_proj', None), getattr(m, 'down_proj', None)
+        if not (isinstance(gu, torch.Tensor) and isinstance(dn, torch.Tensor) and gu.ndim == 3): continue
+        if getattr(m, 'is_transposed', False) or not getattr(m, 'is_concatenated', True) or getattr(m, 'has_bias', False):
+            raise TenPakError(f"{n}: fused experts with transposed, interleaved or biased weights are not supported yet")
+        E, I2, H = gu.shape
+        if tuple(dn.shape) != (E, H, I2 // 2): raise TenPakError(f"{n}: down_proj {tuple(dn.shape)} does not match gate_up_proj {tuple(gu.shape)}")
+        i = I2 // 2
+        _set(block, n, LinearExperts([ExpertMLP(_linear(gu[e, :i]), _linear(gu[e, i:]), _linear(dn[e]), m.act_fn) for e in range(E)]))
+
+def _experts_native(tensors: dict, prefix: str, arch) -> dict:
+    "Per-expert weights `….experts.{e}.{gate,up,down}_proj.weight` stacked back into `….experts.gate_up_proj` and `….experts.down_proj`."
+    pat = re.compile(re.escape(prefix) + r'(.*\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight')
+    found = {}
+    for k in list(tensors):
+        if (m := pat.fullmatch(k)): found.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = tensors.pop(k)
+    for mod, ex in found.items():
+        es = [ex[e] for e in range(len(ex))]
+        tensors[f'{prefix}{mod}.gate_up_proj'] = torch.stack([torch.cat([x['gate_proj'], x['up_proj']]) for x in es])
+        tensors[f'{prefix}{mod}.down_proj'] = torch.stack([x['down_proj'] for x in es])
+    return tensors
+
+FUSED_EXPERTS = Layout('fused experts', _experts_prepare, _experts_native, routed=True)
+
+def prepare_model(model, arch: Arch | None = None):
+    "Rewrite, in place, the modules of `model`'s blocks that its family's `layouts` map to `nn.Linear` (GPT-2's Conv1D, fused experts); idempotent. Returns `model`."
+    arch = arch or get_arch(model)
+    if arch.layouts:
+        for block in get_module(model, arch.blocks):
+            for lay in arch.layouts: lay.prepare(block)
+    return model
+
+def native_state_dict(model, tensors: dict, arch: Arch | None = None) -> dict:
+    "`tensors` (a state dict of the prepared `model`) in the family's own layout: what transformers' class of the family loads."
+    arch = arch or get_arch(model)
+    for i in range(len(get_module(model, arch.blocks))):
+        for lay in arch.layouts: tensors = lay.native(tensors, f"{arch.blocks}.{i}.", arch)
+    return tensors
+
 # %% ../nbs/00b_arch.ipynb #b9eb96dc
 def find_linears(model, arch: Arch | None = None) -> dict[str, nn.Linear]:
     "All compressible Linears (inside decoder blocks), by full module name, in forward order; `TenPakError` on parts it cannot handle."
     arch = arch or get_arch(model)
+    prepare_model(model, arch)
     pre, out = arch.blocks + '.', {}
     for n, m in model.named_modules():
         if not n.startswith(pre): continue
+        rel = block_path(n)
+        if any(rel == f or rel.startswith(f + '.') for f in arch.floats): continue      # a router: stays float
         if isinstance(m, nn.Linear):
             if layer_role(n, arch) is None:
                 raise TenPakError(f"{n}: a Linear the {arch.name} table does not know (it knows {', '.join(arch.linears)}); "
@@ -295,10 +423,40 @@ register_arch(Arch('opt', ('opt',), 'model.decoder.layers', 'model.decoder.embed
                    bos=True, check=_check_opt,
                    tiny=_tiny_cfg('OPTConfig', ffn_dim=128, word_embed_proj_dim=64, intermediate_size=None, num_key_value_heads=None)))
 
-_MOE = "mixture-of-experts: its experts are 3-D tensors, not nn.Linear (per-expert quantization is not implemented)"
-UNSUPPORTED.update({'gpt2': "GPT-2 stores its Linears as transformers Conv1D (transposed weights), not nn.Linear",
-                    'mixtral': _MOE, 'qwen2_moe': _MOE, 'qwen3_moe': _MOE,
-                    'gemma3': "the multimodal Gemma 3 wrapper; load its text model (Gemma3ForCausalLM, model_type 'gemma3_text')"})
+UNSUPPORTED.update({'gemma3': "the multimodal Gemma 3 wrapper; load its text model (Gemma3ForCausalLM, model_type 'gemma3_text')"})
+
+# %% ../nbs/00b_arch.ipynb #102abd99
+def _qkv_thirds(c) -> dict:
+    "GPT-2 `c_attn` rows: `[q | k | v]`, each `hidden_size` wide."
+    h = c.hidden_size
+    r = torch.arange(3 * h)
+    return {'attn_q': r[:h], 'attn_k': r[h:2 * h], 'attn_v': r[2 * h:]}
+
+def _check_gpt2(c):
+    if getattr(c, 'add_cross_attention', False): raise TenPakError("GPT-2 with cross-attention (add_cross_attention=True) is not supported")
+
+register_arch(Arch('gpt2', ('gpt2',), 'transformer.h', 'transformer.wte', 'transformer.ln_f',
+                   {'attn.c_attn': 'attn_qkv', 'attn.c_proj': 'attn_out', 'mlp.c_fc': 'mlp_up', 'mlp.c_proj': 'mlp_down'},
+                   {'attn_norm': 'ln_1', 'mlp_norm': 'ln_2'},
+                   (('attn_norm', ('attn_q', 'attn_k', 'attn_v')), ('attn_v', ('attn_out',)), ('mlp_norm', ('mlp_up',))),
+                   inputs=('transformer.wpe',), slices={'attn_qkv': _qkv_thirds}, check=_check_gpt2, layouts=(CONV1D,),
+                   tiny=_tiny_cfg('GPT2Config', intermediate_size=None, num_key_value_heads=None)))
+
+_ATTN_LINEARS = {p: r for p, r in _LLAMA_LINEARS.items() if p.startswith('self_attn.')}
+_EXPERT_LINEARS = {'mlp.experts.*.gate_proj': 'mlp_gate', 'mlp.experts.*.up_proj': 'mlp_up', 'mlp.experts.*.down_proj': 'mlp_down'}
+_SHARED_LINEARS = {'mlp.shared_expert.gate_proj': 'mlp_gate', 'mlp.shared_expert.up_proj': 'mlp_up', 'mlp.shared_expert.down_proj': 'mlp_down'}
+_MOE_SIZES = dict(num_experts_per_tok=2, intermediate_size=128)      # tiny: 8 experts, top-2 (and the dense MLP's width)
+
+for _a in [_llama_like('mixtral', linears={**_ATTN_LINEARS, **_EXPERT_LINEARS}, floats={'mlp.gate': 'mlp_norm'}, layouts=(FUSED_EXPERTS,),
+                       tiny=_tiny_cfg('MixtralConfig', num_local_experts=8, **_MOE_SIZES)),
+           _llama_like('qwen2_moe', linears={**_LLAMA_LINEARS, **_EXPERT_LINEARS, **_SHARED_LINEARS}, layouts=(FUSED_EXPERTS,),
+                       floats={'mlp.gate': 'mlp_norm', 'mlp.shared_expert_gate': 'mlp_norm'},
+                       tiny=_tiny_cfg('Qwen2MoeConfig', num_experts=8, moe_intermediate_size=64, shared_expert_intermediate_size=128,
+                                      **_MOE_SIZES)),
+           _llama_like('qwen3_moe', linears={**_LLAMA_LINEARS, **_EXPERT_LINEARS}, floats={'mlp.gate': 'mlp_norm'}, layouts=(FUSED_EXPERTS,),
+                       tiny=_tiny_cfg('Qwen3MoeConfig', num_experts=8, moe_intermediate_size=64, head_dim=32,
+                                      **_MOE_SIZES))]:
+    register_arch(_a)
 
 # %% ../nbs/00b_arch.ipynb #fa996949
 def tiny_model(family: str = 'mistral', layers: int = 2, hidden: int = 64, vocab: int = 256, seed: int = 0, **config):
@@ -307,7 +465,7 @@ def tiny_model(family: str = 'mistral', layers: int = 2, hidden: int = 64, vocab
     if family not in FAMILIES or FAMILIES[family].tiny is None: raise TenPakError(f"no tiny config for family {family!r}; known: {', '.join(k for k, a in FAMILIES.items() if a.tiny)}")
     cfg = FAMILIES[family].tiny(layers, hidden, vocab, **config)
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+    return prepare_model(AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)).eval()
 
 def tiny_mistral(layers=2, hidden=64, inter=128, heads=4, kv_heads=2, vocab=256, seed=0):
     "A small random `MistralForCausalLM` for tests and examples."

@@ -13,7 +13,7 @@ from torch import nn
 from .core import TenPakError, LayerPlan
 from .arch import Arch, Feed
 from .compress import compress_weight
-from .calib import ActStats, BlockInputs, _out, linear_input_stats, to_device
+from .calib import ActStats, BlockInputs, _out, linear_input_stats, output_stats, to_device, too_few_tokens, MIN_EXPERT_TOKENS
 from .fisher import fisher_in_scaled_coords, _fig
 
 # %% auto #0
@@ -62,13 +62,16 @@ def fold_norm(norm: nn.Module,            # RMSNorm / LayerNorm with a per-chann
               linears: list[nn.Linear],    # the Linears it feeds
               s: torch.Tensor,             # (C,) scale
               offset: float = 0.0,         # the norm computes (offset + weight) · x̂ (Gemma: 1)
+              also: list[nn.Module] = (),  # float modules reading the norm too (MoE routers): their `weight` columns are multiplied by `s`
              ):
-    "Divide the norm's gain `offset + weight` (and bias) by `s`, multiply the Linears' input columns by `s`: the float function is unchanged."
+    "Divide the norm's gain `offset + weight` (and bias) by `s`, multiply the Linears' (and `also`'s) input columns by `s`: the float function is unchanged."
     if norm.weight.numel() != s.numel(): raise TenPakError(f"norm has {norm.weight.numel()} channels, scale {s.numel()}")
+    if any(m.weight.shape[-1] != s.numel() for m in also): raise TenPakError(f"a module reading the norm does not have {s.numel()} input columns")
     if offset: norm.weight.copy_(((offset + norm.weight.float()) / s.to(norm.weight.device) - offset).to(norm.weight.dtype))
     else: _rescale_(norm.weight, 1 / s)
     if getattr(norm, 'bias', None) is not None: _rescale_(norm.bias, 1 / s)
     for l in linears: _rescale_(l.weight, _cols(s, l, None)[None, :])
+    for m in also: _rescale_(m.weight, s[None, :])
 
 @torch.no_grad()
 def fold_linear(prev: nn.Linear,          # the Linear whose outputs feed `linears` (e.g. v_proj)
@@ -231,7 +234,7 @@ def _search_module(block, f: Feed) -> str:
 def _plan_groups(block, plans, arch):
     "Groups to search: `Feed`s (with head_dim), plus {prev: reason} for the others."
     todo, skipped = [], {}
-    for f in arch.resolved_feeds(_block_config(block)):
+    for f in arch.resolved_feeds(_block_config(block), block):
         prev, lins = f.prev, f.linears
         try: p, ls = block.get_submodule(prev), [block.get_submodule(n) for n in lins]
         except AttributeError: skipped[prev] = 'module not in this block'; continue
@@ -276,7 +279,8 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
     hooks = [block.get_submodule(n).register_forward_pre_hook(catch(n), with_kwargs=True) for n in caught]
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
     try:
-        with linear_input_stats(block, list({*stats, *(f.linears[0] for f, _ in todo)}), hessian=hessian) as st:
+        with linear_input_stats(block, list({*stats, *(f.linears[0] for f, _ in todo if not f.norm)}), hessian=hessian) as st, \
+             output_stats(block, [f.prev for f, _ in todo if f.norm]) as ost:       # a norm's output: every token (a routed expert sees some)
             first = len(_first_batches(inp.hs, max_tokens))     # the search sees these; the statistics see every batch
             for k, h in enumerate(inp.hs):
                 if k == first:
@@ -284,17 +288,19 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
                 block(h.to(device), *args, **kwargs)
     finally:
         for hk in hooks: hk.remove()
-    found = []
+    found, total = [], inp.n_tokens
     for f, hd in todo:
         prev, lins = f.prev, f.linears
-        x = st[lins[0]]
-        n_out = None if f.norm else block.get_submodule(prev).out_features if f.rows is None else len(f.rows)
-        x_mean = x.abs_mean if hd is None else gqa_pool(x.abs_mean, n_out, hd)
-        expand = None if hd is None else (lambda s, K, hd=hd: s if K == s.numel() else gqa_expand(s, K, hd))
+        n_out = block.get_submodule(prev).weight.shape[0] if f.norm or f.rows is None else len(f.rows)
         if scales and prev in scales:                 # replay: the plan already holds this group's scale
             s = torch.as_tensor(scales[prev], dtype=torch.float32)
-            if s.numel() != x_mean.numel(): raise TenPakError(f"stored AWQ scale for {prev} has {s.numel()} channels, the block {x_mean.numel()}")
+            if s.numel() != n_out: raise TenPakError(f"stored AWQ scale for {prev} has {s.numel()} channels, the block {n_out}")
             res.replayed.append(prev); found.append((f, hd, s)); continue
+        x = ost.get(prev) if f.norm else st.get(lins[0])
+        if x is None or too_few_tokens(x.n, total):   # an expert the router (almost) never picks: no search of its own
+            res.skipped[prev] = f"{0 if x is None else x.n} calibration tokens routed here (< {MIN_EXPERT_TOKENS}): not searched"; continue
+        x_mean = x.abs_mean if hd is None else gqa_pool(x.abs_mean, n_out, hd)
+        expand = None if hd is None else (lambda s, K, hd=hd: s if K == s.numel() else gqa_expand(s, K, hd))
         ss = search_scale(block.get_submodule(mods[prev]), caught[mods[prev]], {n: block.get_submodule(n) for n in lins},
                           x_mean, plans, grid, fisher, x.sq_mean, expand, coarse)
         res.groups.append(AwqGroup(prev, tuple(lins), mods[prev], ss.alphas, ss.errs, ss.alpha))
@@ -305,10 +311,11 @@ def awq_block(block: nn.Module,                  # one decoder block, modified i
         res.found[prev] = s
         if (s == 1).all(): continue
         p, ls = block.get_submodule(prev), [block.get_submodule(n) for n in lins]
-        if f.norm: fold_norm(p, ls, s, arch.norm_offset)
+        if f.norm: fold_norm(p, ls, s, arch.norm_offset, [block.get_submodule(a) for a in f.also])
         else: res.row_scales[prev] = fold_linear(p, ls, s, hd, f.rows)
         for n, l in zip(lins, ls): res.scales[n] = _cols(s, l, hd)
     for n in stats:                    # a scaled Linear's input is divided by its column scale s
+        if n not in st: continue       # an expert no calibration token reached
         if n in res.scales: st[n].rescale(res.scales[n])
         res.stats[n] = st[n]
     return res

@@ -7,17 +7,17 @@ Docs: https://tenpak.github.io/tenpak/calib.html.md"""
 # %% ../nbs/08_calib.ipynb #e9352be1
 from __future__ import annotations
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import LayerStats
+from .core import LayerPlan, LayerStats, get_method
 from .arch import get_arch, get_blocks, get_module
 
 # %% auto #0
-__all__ = ['to_device', 'BlockInputs', 'capture_inputs', 'run_block', 'ActStats', 'linear_input_stats', 'block_loop',
-           'collect_stats']
+__all__ = ['MIN_EXPERT_TOKENS', 'to_device', 'BlockInputs', 'capture_inputs', 'run_block', 'ActStats', 'linear_input_stats',
+           'output_stats', 'block_loop', 'collect_stats', 'too_few_tokens', 'weight_only', 'routed_tokens']
 
 # %% ../nbs/08_calib.ipynb #23cca39f
 class _Stop(Exception): pass
@@ -138,18 +138,26 @@ def linear_input_stats(block: nn.Module, names: list[str] | None = None,
     "Within the context, record `ActStats` of the inputs of the Linears `names` (relative; default all) of `block`."
     stats, hooks = {}, []
     mods = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and (names is None or n in names or n in hessian)}
-    def hook(name):
-        def f(mod, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-            s = stats.get(name)
-            if s is None:
-                K = x.shape[1]
-                s = stats[name] = ActStats(x.new_zeros(K), x.new_zeros(K),
-                                           xtx=x.new_zeros(K, K) if name in hessian else None)
-            s.abs_sum += x.abs().sum(0); s.sq_sum += (x * x).sum(0); s.n += x.shape[0]
-            if s.xtx is not None: s.xtx.addmm_(x.T, x)
-        return f
-    for n, m in mods.items(): hooks.append(m.register_forward_pre_hook(hook(n)))
+    for n, m in mods.items(): hooks.append(m.register_forward_pre_hook(lambda mod, args, n=n: _add(stats, n, args[0], n in hessian)))
+    try: yield stats
+    finally:
+        for h in hooks: h.remove()
+
+def _add(stats: dict, name: str, x: torch.Tensor, xtx: bool = False):
+    "Accumulate the rows of `x` (..., K) into `stats[name]` (an `ActStats`, created on first use)."
+    x = x.detach().reshape(-1, x.shape[-1]).float()
+    s = stats.get(name)
+    if s is None:
+        K = x.shape[1]
+        s = stats[name] = ActStats(x.new_zeros(K), x.new_zeros(K), xtx=x.new_zeros(K, K) if xtx else None)
+    s.abs_sum += x.abs().sum(0); s.sq_sum += (x * x).sum(0); s.n += x.shape[0]
+    if s.xtx is not None: s.xtx.addmm_(x.T, x)
+
+@contextmanager
+def output_stats(block: nn.Module, names: list[str]):
+    "Within the context, record `ActStats` of the outputs of modules `names` (relative to `block`: the norms feeding Linears)."
+    stats = {}
+    hooks = [block.get_submodule(n).register_forward_hook(lambda mod, args, y, n=n: _add(stats, n, _out(y))) for n in names]
     try: yield stats
     finally:
         for h in hooks: h.remove()
@@ -185,6 +193,39 @@ def collect_stats(model, ids: torch.Tensor,       # (n, T) calibration windows
     def step(i, block, inp):
         names = [n for n, m in block.named_modules() if isinstance(m, nn.Linear)]
         with linear_input_stats(block, names, hessian=names if hessian else ()) as st: run_block(block, inp, keep=False)
-        out.update({f"{arch.blocks}.{i}.{n}": st[n].layer_stats() for n in names})
+        out.update({f"{arch.blocks}.{i}.{n}": st[n].layer_stats() if n in st else LayerStats() for n in names})   # an expert no token reached: none
     block_loop(model, ids, step, batch_size=batch_size, device=device, progress=progress, desc='stats')
+    return out
+
+# %% ../nbs/08_calib.ipynb #aa4cf565
+MIN_EXPERT_TOKENS = 16       # fewer calibration tokens than this (routed to an expert): weight-only statistics
+
+def too_few_tokens(n: int,       # tokens (input rows) a Linear saw
+                   total: int,   # calibration tokens entering its block
+                  ) -> bool:
+    "Did a Linear see too few tokens for calibration statistics? Only a routed one (fewer than `total`) can."
+    return n < min(MIN_EXPERT_TOKENS, total)
+
+def weight_only(lp: LayerPlan, n: int) -> LayerPlan:
+    "`lp` as compressed without calibration statistics (`n` tokens were too few): RTN, magnitude outliers and N:M scores; noted."
+    ch = {}
+    if get_method(lp).needs & {'act', 'hessian'}: ch.update(method='rtn', opts={})
+    if lp.outlier_method != 'magnitude': ch['outlier_method'] = 'magnitude'
+    if lp.sparsity_score != 'magnitude': ch['sparsity_score'] = 'magnitude'
+    notes = [s for s in lp.note.split('; ') if s and 'calibration tokens routed here' not in s]     # a replayed plan: noted once
+    return replace(lp, **ch, note='; '.join(notes + [f"{n} calibration tokens routed here (< {MIN_EXPERT_TOKENS}): weight-only statistics"]))
+
+def routed_tokens(model, ids: torch.Tensor, batch_size: int = 8, device=None, progress: bool = True) -> dict[str, int]:
+    "Full name -> calibration tokens that reach each Linear in the decoder blocks of the float model (0 for an expert never picked)."
+    arch, out = get_arch(model), {}
+    def step(i, block, inp):
+        names = [n for n, m in block.named_modules() if isinstance(m, nn.Linear)]
+        counts = dict.fromkeys(names, 0)
+        hooks = [block.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: counts.__setitem__(n, counts[n] + a[0].shape[:-1].numel()))
+                 for n in names]
+        try: run_block(block, inp, keep=False)
+        finally:
+            for h in hooks: h.remove()
+        out.update({f"{arch.blocks}.{i}.{n}": c for n, c in counts.items()})
+    block_loop(model, ids, step, batch_size=batch_size, device=device, progress=progress, desc='routing')
     return out

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from .core import TenPakError
 from .pack import PackedLinear, load_packed, META, WEIGHTS
+from .arch import get_arch, native_state_dict
 
 # %% auto #0
 __all__ = ['DTYPES', 'CT_BITS', 'export_dense', 'ct_refusal', 'export_compressed_tensors', 'export']
@@ -79,7 +80,7 @@ def export_dense(src,                 # packed folder, or a model (with `PackedL
     for n, m in packed.items():
         t[f'{n}.weight'] = m.dequantize(torch.float32).to(dt).cpu()
         if m.bias is not None: t[f'{n}.bias'] = m.bias.detach().to(dt).cpu()
-    return _write(model, t, out_dir, tokenizer or tok, dt)
+    return _write(model, native_state_dict(model, t), out_dir, tokenizer or tok, dt)     # GPT-2's Conv1D, fused experts: the family's own layout
 
 # %% ../nbs/14d_export.ipynb #10c24926
 CT_BITS = (2, 4, 8)    # widths whose codes tile an int32 word (INT3: see above)
@@ -116,6 +117,9 @@ def export_compressed_tensors(src,              # packed folder, or a model with
     dt = _dtype(dtype)
     if dt == torch.bfloat16: raise TenPakError("compressed-tensors export keeps TenPak's fp16 scales exactly: use float16 or float32, not bfloat16")
     model, tok = _source(src)
+    if (lay := get_arch(model).layouts):
+        raise TenPakError(f"compressed-tensors export of {get_arch(model).name} is not supported: TenPak holds its {' and '.join(l.name for l in lay)} "
+                          "layers as nn.Linears, not in the layout compressed-tensors loaders expect; `tenpak export --format dense` writes it")
     packed = _packed(model)
     if not packed: raise TenPakError("nothing to export: the model has no PackedLinear (load it with load_packed, or pack it with to_packed)")
     bad = {n: r for n, m in packed.items() if (r := ct_refusal(m))}

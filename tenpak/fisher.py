@@ -153,7 +153,7 @@ def fisher_diag(model,                          # Hugging Face causal LM (an `AR
     linears = find_linears(model)
     device = torch.device(device) if device else next(model.parameters()).device
     acc = {n: torch.zeros(m.weight.shape, dtype=accum_dtype, device=m.weight.device) for n, m in linears.items()}
-    batched = batch_size > 1 and not checkpointing
+    batched = batch_size > 1 and not checkpointing and not any(l.routed for l in get_arch(model).layouts)   # experts: no window dim
     train = {} if batched else {id(m.weight): m.weight for m in linears.values()}
     with ExitStack() as stack:
         stack.enter_context(_grad_setup(model, train))

@@ -16,6 +16,7 @@ from .core import TenPakError, LayerPlan, Plan
 from .formats import stored_tensors
 from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, quant_config, hf_guard, _json, _check_meta, _check_files
 from .formats import check_tensors
+from .arch import prepare_model
 
 # %% auto #0
 __all__ = ['TenPakConfig', 'TenPakHfQuantizer', 'packed_state_dict', 'register', 'unregister']
@@ -75,6 +76,7 @@ def _meta_packed(n, lp, N, K, own, dtype) -> PackedLinear:
     pl = PackedLinear(K, N, lp, t, dtype=dtype, name=n)
     if lp.sym and 'zeros' not in own: pl._non_persistent_buffers_set.add('zeros')   # constant, rebuilt after loading
     if 'weight' in own: pl.register_buffer('weight', torch.empty(0, dtype=dtype, device='meta'))   # the guard
+    else: pl.register_buffer('weight', torch.empty(0, dtype=dtype), persistent=False)   # for init code that touches it (GPT-2's c_proj)
     return pl
 
 # %% ../nbs/14c_hf.ipynb #836ba401
@@ -95,6 +97,7 @@ class TenPakHfQuantizer(HfQuantizer):
             try: _check_files(folder, meta, None, True)
             except TenPakError as e: raise TenPakError(f"{e} (a folder re-saved by save_pretrained keeps a stale {META}: delete it)") from None
         head = _header(files)
+        prepare_model(model)                   # the module tree TenPak saved (GPT-2's Conv1D, fused experts: nn.Linear)
         dtype = dtype if isinstance(dtype, torch.dtype) else torch.float16
         for n, (lp, (N, K)) in self.quantization_config.layer_plans().items():
             try: lin = model.get_submodule(n)

@@ -244,7 +244,7 @@ def _check_meta(meta: dict, where: Path) -> Plan:
     return plan
 
 _CONFIG_POS = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
-               'max_position_embeddings', 'head_dim', 'sliding_window')
+               'max_position_embeddings', 'head_dim', 'sliding_window')     # sliding_window 0: none (Qwen2-MoE)
 
 def _check_value(v, default) -> bool:
     "Does JSON value `v` have the kind of the config class's `default` (a finite number for a number, ...)?"
@@ -254,17 +254,23 @@ def _check_value(v, default) -> bool:
     if isinstance(default, dict): return isinstance(v, dict) and all(_check_value(x, None) for x in v.values())
     return isinstance(v, type(default))
 
+def _field(d: dict, k: str):
+    "Value `k` of config.json `d`, read under the name its config class stores it as (GPT-2's `n_embd` is `hidden_size`)."
+    from transformers import AutoConfig
+    return d.get(k, d.get(AutoConfig.for_model(d['model_type']).attribute_map.get(k, k)))
+
 def _check_config(d: dict, where: Path):
     "Schema of config.json: a supported architecture, only keys its config class knows, values of their kinds, positive sizes."
     from transformers import AutoConfig
     mt = d.get('model_type')
     if mt not in ARCHS: raise TenPakError(f"{where}: model_type must be one of {', '.join(ARCHS)}, got {mt!r}")
-    default = {'rope_theta': 1.0, 'rope_scaling': None, 'torch_dtype': '', **AutoConfig.for_model(mt).to_dict()}   # + older transformers' keys
+    default = {'rope_theta': 1.0, 'rope_scaling': None, 'torch_dtype': '', 'head_dim': None,     # + older transformers' keys, and head_dim
+               **AutoConfig.for_model(mt).to_dict()}                                         # (Qwen3-MoE's is read, not declared)
     for k, v in d.items():
         if k not in default: raise TenPakError(f"{where}: unknown key {k!r} for a {mt} config")
         if not _check_value(v, default[k]): raise TenPakError(f"{where}: {k} has a bad value {v!r}")
     for k in _CONFIG_POS:
-        if d.get(k) is not None and (not is_int(d[k]) or d[k] < 1): raise TenPakError(f"{where}: {k} must be a positive integer, got {d[k]!r}")
+        if (v := _field(d, k)) is not None and not (k == 'sliding_window' and v == 0) and (not is_int(v) or v < 1): raise TenPakError(f"{where}: {k} must be a positive integer, got {v!r}")
     for k in ('rms_norm_eps', 'rope_theta'):
         if k in d and not (is_number(d[k]) and d[k] > 0): raise TenPakError(f"{where}: {k} must be a positive number, got {d[k]!r}")
     rope = d.get('rope_parameters') or {}
@@ -278,14 +284,14 @@ def _build_config(d: dict, tensors: dict, path: Path):
     from transformers import AutoConfig
     arch = ARCHS[d['model_type']]
     emb = tensors.get(arch.embed + '.weight')
-    v, h = d.get('vocab_size'), d.get('hidden_size')
+    v, h = _field(d, 'vocab_size'), _field(d, 'hidden_size')
     if emb is None or tuple(emb.shape) != (v, h):
         raise TenPakError(f"{path / CONFIG}: vocab_size x hidden_size {v} x {h} does not match "
                           f"{arch.embed}.weight {None if emb is None else tuple(emb.shape)} in {WEIGHTS}")
     blocks = {k[len(arch.blocks) + 1:].split('.', 1)[0] for k in tensors if k.startswith(arch.blocks + '.')}
-    n = d.get('num_hidden_layers')
+    n = _field(d, 'num_hidden_layers')
     if n != len(blocks) or blocks != {str(i) for i in range(n)}:
-        raise TenPakError(f"{path / CONFIG}: num_hidden_layers {d.get('num_hidden_layers')} does not match the {len(blocks)} blocks in {WEIGHTS}")
+        raise TenPakError(f"{path / CONFIG}: num_hidden_layers {n} does not match the {len(blocks)} blocks in {WEIGHTS}")
     try: return AutoConfig.for_model(**d)
     except Exception as e: raise TenPakError(f"{path / CONFIG}: not a valid {d['model_type']} config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 

@@ -17,7 +17,7 @@ from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
 from .zoo import load_model, default_seqlen
 from .eval import PPL, perplexity, as_windows, max_context
-from .calib import collect_stats
+from .calib import collect_stats, too_few_tokens, weight_only
 from .core import LayerPlan, get_method
 from .fisher import fisher_diag
 from .plan import build_plan, group_ladder, DEFAULT_CANDIDATES, _fit
@@ -125,10 +125,19 @@ def _uses_hessian(rec: Recipe) -> bool:
 
 def hessian_score(stats: dict, fisher: dict | None = None):
     "A `budget_plan` score: the output error tr(E H Eᵀ) of a candidate's reconstruction (scaled to Fisher units when given)."
+    total = max((st.n for st in stats.values()), default=0)       # the calibration tokens (a dense Linear sees them all)
+    few = lambda st: st.hessian is None or too_few_tokens(st.n, total)
+    diag = {}                       # input width -> mean Hessian diagonal of the Linears with enough tokens
+    for st in stats.values():
+        if not few(st): diag.setdefault(st.hessian.shape[0], []).append(torch.diagonal(st.hessian).mean().item())
     def score(name, W, lp):
         st = stats[name]
         F = None if fisher is None else fisher[name]
-        E = get_method(lp).compress(W, lp, dataclasses.replace(st, fisher=F)).w_hat - W.float()
+        if few(st):                 # an expert the router sent too few tokens: compressed weight-only, scored with h·I
+            h = diag.get(W.shape[1]) or [x for v in diag.values() for x in v] or [1.0]
+            H = torch.eye(W.shape[1], device=W.device) * (sum(h) / len(h))
+            lp, st = weight_only(lp, st.n), dataclasses.replace(st, hessian=H, act_sq=None)
+        E = get_method(lp).compress(W, lp, dataclasses.replace(st, fisher=None if few(stats[name]) else F)).w_hat - W.float()
         err = torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item()
         if F is not None: err *= F.float().sum().item() / max(W.shape[0] * torch.diagonal(st.hessian).sum().item(), 1e-30)
         return err

@@ -97,9 +97,10 @@ def fisher_diag_streaming(model,                          # Hugging Face causal 
                     h = h.to(device).requires_grad_(i > 0)
                     with torch.enable_grad():
                         y = _out(block(h, *args, **kwargs))
-                        out = torch.autograd.grad(y, ([h] if i > 0 else []) + list(ws.values()), g.to(device))
+                        out = torch.autograd.grad(y, ([h] if i > 0 else []) + list(ws.values()), g.to(device), allow_unused=True)   # an expert no token reached: None
                     if i > 0: new.append(out[0].to(offload))
-                    for r, gw in zip(ws, out[-len(ws):]): a[r] += gw.float().square().to(accum_dtype)
+                    for r, gw in zip(ws, out[-len(ws):]):
+                        if gw is not None: a[r] += gw.float().square().to(accum_dtype)
                     del y, out
                 for r in ws: acc[prefix + r] = (a[r].float() / n).cpu()
                 grads, xs[i] = new, None
