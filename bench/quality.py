@@ -422,17 +422,19 @@ class Bench:
 
 # ---------------------------------------------------------------------------------------------------- report
 def columns(points: list[dict]) -> list[float]:
-    "bpw columns: points within TOL of each other share one (its value: the lowest peer bpw in it, else the mean)."
-    xs = sorted({round(p['bpw'], 4) for p in points}, reverse=True)
-    cols: list[list[float]] = []
-    for x in xs:
-        if cols and abs(cols[-1][0] - x) <= TOL: cols[-1].append(x)
-        else: cols.append([x])
-    out = []
-    for c in cols:
-        peer = [p['bpw'] for p in points if p['method'] != 'tenpak' and any(abs(p['bpw'] - x) < 1e-9 for x in c)]
-        out.append(round(peer[0] if peer else sum(c) / len(c), 4))
-    return out
+    """bpw columns: one per peer config bpw (peer bpws within 0.005 share one); a TenPak point goes to the nearest
+    column (`col_of`), so one within TOL of a peer config sits beside it; TenPak points with no peer config within TOL
+    get columns of their own (points within TOL of each other share one, at their mean)."""
+    cols: list[float] = []
+    for x in sorted({round(p['bpw'], 4) for p in points if p['method'] != 'tenpak'}, reverse=True):
+        if not cols or abs(cols[-1] - x) > 0.005: cols.append(x)
+    rest = sorted({round(p['bpw'], 4) for p in points
+                   if p['method'] == 'tenpak' and not any(abs(p['bpw'] - c) <= TOL for c in cols)}, reverse=True)
+    groups: list[list[float]] = []
+    for x in rest:
+        if groups and abs(groups[-1][0] - x) <= TOL: groups[-1].append(x)
+        else: groups.append([x])
+    return sorted(cols + [round(sum(g) / len(g), 4) for g in groups], reverse=True)
 
 
 def col_of(bpw: float, cols: list[float]) -> float:
