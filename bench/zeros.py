@@ -36,7 +36,7 @@ def main(argv=None):
         rows.append((method, bits, g, d))
     r0 = rows[0][3]['int']
     lines = [f"<!-- BEGIN {a.model} -->", f"## {a.model}", "",
-             f"Command: `python bench/zeros.py --model {a.model}" + (f" --eval-windows {a.eval_windows}" if a.eval_windows else '') + (f" --configs {a.configs}" if a.configs else '') + "` — "
+             f"Command: `python bench/zeros.py --model {a.model}" + (f" --eval-windows {a.eval_windows}" if a.eval_windows else '') + (f" --configs {a.configs}" if a.configs else '') + (f" --threads {a.threads}" if a.threads != 2 else '') + "` — "
              f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, {platform.processor() or platform.machine()} "
              f"({a.threads} threads), {time.time() - t0:.0f} s. Float PPL {r0['ppl_base']:.3f} on {r0['tokens']:,} held-out tokens "
              f"(seqlen {r0['seqlen']}). Same bits either way: the zero is stored in 16 bits per group in both cases.", "",
