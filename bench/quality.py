@@ -15,7 +15,7 @@ Protocol -- the same as TenPak's own `tenpak.recipe.run`, so every number is com
     (--quick / --eval-windows: the first N), perplexity by `tenpak.eval.perplexity` (batch 8, float32, CPU);
   * calibration: `calib_windows(tokenize(tok, corpus.train), 32, seqlen, seed=1)`, train split only -- the windows
     `run` draws for its recipes (seed + 1 with its default seed 0); the peers that calibrate (GPTQ) get the same;
-  * seqlen: `tenpak.zoo.default_seqlen(model)` if it exists, else 256 (ref-tiny) / 512 (smollm2-135m);
+  * seqlen: `tenpak.zoo.default_seqlen(model)` (256 for ref-tiny, 512 for smollm2-135m);
   * PPL delta = PPL / PPL(float model on the same windows, measured once in this run) - 1;
   * bits per weight over the decoder-block Linears (lm_head and embeddings stay float everywhere): TenPak's own
     `linear_bpw`; a peer at INT{b} with groups of g stores b bits per weight plus an fp16 scale and an fp16 zero
@@ -81,7 +81,7 @@ def parse_args(argv=None):
                    help="the bpws a budget family is re-solved at: the standard peer points, or also every other TenPak "
                         "recipe's bpw (v22's, AWQ's: one replay each)")
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads (main process and peers)')
-    p.add_argument('--seqlen', type=int, default=None, help='default: tenpak.zoo.default_seqlen or 256 / 512 (smollm2)')
+    p.add_argument('--seqlen', type=int, default=None, help='default: tenpak.zoo.default_seqlen (256; 512 for smollm2)')
     p.add_argument('--calib-samples', type=int, default=32, help='calibration windows for the peers that calibrate')
     p.add_argument('--peers-python', default=os.environ.get('TENPAK_PEERS_PYTHON', '/work/peers/bin/python'),
                    help='python of the peers venv (default $TENPAK_PEERS_PYTHON or /work/peers/bin/python)')
@@ -150,9 +150,10 @@ class Bench:
     def setup(self):
         from tenpak.data import load_corpus, tokenize, calib_windows
         from tenpak.eval import as_windows, perplexity
+        from tenpak.zoo import default_seqlen
         a = self.args
         common.set_threads(a.threads)
-        self.seqlen = a.seqlen or common.default_seqlen(self.model_name)
+        self.seqlen = a.seqlen or default_seqlen(self.model_name)
         t = time.perf_counter()
         self.model, self.tok = common.load_float(self.model_name)
         self.timings['load_s'] = time.perf_counter() - t

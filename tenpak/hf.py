@@ -13,9 +13,8 @@ from torch import nn
 from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
 from transformers.utils.quantization_config import QuantizationConfigMixin
 from .core import TenPakError, LayerPlan, Plan
-from .formats import stored_tensors
+from .formats import stored_tensors, check_tensors
 from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, quant_config, hf_guard, _json, _check_meta, _check_files
-from .formats import check_tensors
 from .arch import prepare_model
 
 # %% auto #0

