@@ -49,7 +49,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench' / 'peers'))
-import common  # noqa: E402
+import peer_common as common  # noqa: E402
 
 RECIPES = ['rtn-int4-g128', 'rtn-int3-g128', 'rtn-int2-g64', 'gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64',
            'gptq-int2-g128', 'awq-int3-g64', 'v22', 'budget-3.25', 'budget-2.5', 'budget-2.29']

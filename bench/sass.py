@@ -7,13 +7,13 @@ For each Mistral-7B Linear shape, batch 1 / 16 / 64 and dense / 2:4 / 3:4 INT4 (
 `int4_linear` would launch with its default tiling is compiled ahead of time for sm_90 (`tenpak.kernel.compile_kernel`,
 Triton's bundled ptxas) and its machine code read (`sass_stats`): registers, spill bytes, resident warps per SM,
 barriers per main-loop step (shared-memory round trips), and the main loop's instructions per weight code each thread
-handles. `--jobs FILE` profiles given configurations instead (used by `bench/kernels.py` for its tuned kernels).
+handles. `--jobs FILE` profiles given configurations instead (used by `bench/kernel_times.py` for its tuned kernels).
 
 Two lower bounds on the time of one call then follow, both models, not measurements:
 - issue bound: warp instructions of the main loops / (SMs x 4 schedulers x clock), i.e. every scheduler issuing
   one instruction per cycle with no stall;
-- DRAM bound: bytes the call must move (`bench/kernels.py`'s `layer_bytes`) / peak HBM bandwidth.
-The larger one says which resource limits the kernel; a GPU run (`bench/kernels.py`) gives the real time.
+- DRAM bound: bytes the call must move (`bench/kernel_times.py`'s `layer_bytes`) / peak HBM bandwidth.
+The larger one says which resource limits the kernel; a GPU run (`bench/kernel_times.py`) gives the real time.
 """
 import argparse, json, sys, time, warnings
 from pathlib import Path
@@ -59,7 +59,7 @@ def main(argv=None):
     p.add_argument('--jobs', default=None, help='JSON list of static_profile keyword sets: print their profiles as JSON')
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')
-    if args.jobs:                                       # used by bench/kernels.py, whose own Triton may be interpreted
+    if args.jobs:                                       # used by bench/kernel_times.py, whose own Triton may be interpreted
         from tenpak.kernel import KernelConfig
         jobs = json.loads(Path(args.jobs).read_text())
         out = []
@@ -70,7 +70,7 @@ def main(argv=None):
         return
     import torch, triton
     from tenpak.kernel import default_config
-    from kernels import layer_bytes
+    from kernel_times import layer_bytes
 
     g, rows, t0 = args.group_size, [], time.perf_counter()
     for N, K in SHAPES[:1] if args.smoke else SHAPES:

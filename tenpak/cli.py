@@ -10,7 +10,7 @@ import argparse, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['READY_ENV', 'main']
 
 # %% ../nbs/17_cli.ipynb #da1c0eb3
 class _Parser(argparse.ArgumentParser):
@@ -98,42 +98,57 @@ def _summary(r: dict, args, log) -> str:
     L.append(f"logged to {log}" if log is not None else "not logged (--no-log)")
     return '\n'.join(L)
 
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `tenpak` command; user errors print one line and return 2 (Ctrl-C: 130, SIGTERM: 143)."
-    import signal, threading
-    args = _parser().parse_args(argv)
+READY_ENV = 'TENPAK_READY_FILE'   # if set, `main` creates this file once Ctrl-C / SIGTERM are handled (tests, supervisors)
+
+def _dispatch(args) -> int:
     from tenpak.core import TenPakError
-    def term(*_): raise _Terminated()
-    old = signal.signal(signal.SIGTERM, term) if threading.current_thread() is threading.main_thread() else None
+    if args.cmd == 'recipes':
+        from tenpak.recipe import BUILTINS
+        for n, r in BUILTINS.items(): print(f"{n:20s} {r.strategy}")
+    elif args.cmd == 'table':
+        from tenpak import log as rlog
+        recs = rlog.load(args.log)
+        if not recs: raise TenPakError(f"no records in {args.log or rlog.default_log_path()} (a `tenpak run` writes them; the committed ones: --log results/log.jsonl)")
+        txt = rlog.report(recs)
+        if args.out: Path(args.out).write_text(txt)
+        else: print(txt)
+        if args.plot: rlog.plot_pareto(recs).savefig(args.plot, dpi=120, bbox_inches='tight')
+    elif args.cmd == 'export': _export(args)
+    else: return _run(args)
+    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tenpak` command; user errors print one line and return 2 (Ctrl-C: 130, SIGTERM: 143).
+
+    An interruption is reported as one, wherever it lands: the handlers record the signal before raising, so a
+    library that turns the raised exception into its own error (transformers' lazy imports do) still ends in 130 / 143.
+    A second signal during the unwinding is ignored, so temp folders are removed (a third one interrupts again)."""
+    import os, signal, threading
+    got: list[int] = []
+    def on_signal(signum, _frame):
+        got.append(signum)
+        if len(got) == 2: return                                  # a second one while unwinding: let the cleanup finish
+        raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated()
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, on_signal) for s in sigs} if threading.current_thread() is threading.main_thread() else {}
     try:
-        if args.cmd == 'recipes':
-            from tenpak.recipe import BUILTINS
-            for n, r in BUILTINS.items(): print(f"{n:20s} {r.strategy}")
-        elif args.cmd == 'table':
-            from tenpak import log as rlog
-            recs = rlog.load(args.log)
-            if not recs: raise TenPakError(f"no records in {args.log or rlog.default_log_path()} (a `tenpak run` writes them; the committed ones: --log results/log.jsonl)")
-            txt = rlog.report(recs)
-            if args.out: Path(args.out).write_text(txt)
-            else: print(txt)
-            if args.plot: rlog.plot_pareto(recs).savefig(args.plot, dpi=120, bbox_inches='tight')
-        elif args.cmd == 'export': _export(args)
-        else: return _run(args)
-        return 0
-    except TenPakError as e:
-        print(f"tenpak: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:           # disk full, permissions, a path that is a file: the user's environment, not a bug
-        print(f"tenpak: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tenpak: interrupted", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print("tenpak: terminated", file=sys.stderr)
-        return 143
+        if old and os.environ.get(READY_ENV): Path(os.environ[READY_ENV]).touch()
+        return _dispatch(_parser().parse_args(argv))               # heavy imports (torch, transformers) happen in here
+    except BaseException as e:
+        if got or isinstance(e, (KeyboardInterrupt, _Terminated)):
+            term = got[0] == signal.SIGTERM if got else isinstance(e, _Terminated)
+            print(f"tenpak: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+            return 143 if term else 130
+        core = sys.modules.get('tenpak.core')                     # not imported yet: the error cannot be a TenPakError
+        if core is not None and isinstance(e, core.TenPakError):
+            print(f"tenpak: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):      # disk full, permissions, a path that is a file: the user's environment, not a bug
+            print(f"tenpak: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+            return 2
+        raise                                                      # SystemExit (argparse, --help) and real bugs
     finally:
-        if old is not None: signal.signal(signal.SIGTERM, old)
+        for s, h in old.items(): signal.signal(s, h)
 
 # %% ../nbs/17_cli.ipynb #e5f1a2c3
 def _export_parser(sub):

