@@ -289,6 +289,7 @@ class Recipe:
     candidates: list[dict] | None = None    # budget mode: LayerPlan settings to choose among (default: plan.DEFAULT_CANDIDATES)
     calib_samples: int = 32                 # calibration windows (AWQ, Wanda, activation outliers)
     fisher_samples: int = 16                # windows for the empirical Fisher (budget mode with 0: plain MSE)
+    rotate: dict | bool | None = None       # rotate the residual stream (and heads) first: true, or {kind, seed, heads} (`tenpak.rotate`)
     version: int = 1                        # recipe format version
 
     def __post_init__(self):
@@ -305,6 +306,10 @@ class Recipe:
             if not is_int(getattr(self, k)) or getattr(self, k) < lo: raise TenPakError(f"{k} must be an integer >= {lo}, got {getattr(self, k)!r}")
         if self.awq_tokens is not None and (not is_int(self.awq_tokens) or self.awq_tokens < 1):
             raise TenPakError(f"awq_tokens must be an integer >= 1 (or null for all), got {self.awq_tokens!r}")
+        if self.rotate is not None and self.rotate is not False:
+            from tenpak.rotate import Rotation
+            self.rotate = Rotation.from_dict(self.rotate).to_dict()      # unknown keys and bad values are errors now
+        else: self.rotate = None
         if self.candidates is not None and not isinstance(self.candidates, list): raise TenPakError(f"candidates must be a list of settings, got {self.candidates!r}")
         for c in self.candidates or []:
             if not isinstance(c, dict): raise TenPakError(f"every candidate must be a mapping of LayerPlan settings, got {c!r}")
