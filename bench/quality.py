@@ -29,7 +29,10 @@ Methods:
                subprocess (bench/peers/llmc_gptq.py) given the calibration windows as a .pt file; it sends back the
                int codes + scales + zeros of the weights its quantized model uses, which are rebuilt here into the
                float model and evaluated with the same code and windows as every other method (the subprocess's own
-               NLL on the first window is checked against the rebuilt model's).
+               NLL on the first window is checked against the rebuilt model's). act-order 'static' (its default);
+  * llmc-spinquant, llmc-quip   llm-compressor's SpinQuantModifier (R1+R2) / QuIPModifier (input rotations) before
+               the same GPTQ; perplexity measured in the peers venv on the same windows;
+  * llmc-gptq-noact   the ablation: GPTQ with actorder=None (how the tables before 2026-12-07 ran it).
 Peers run at INT4 g128, INT3 g128, INT2 g64, INT2 g128 (4.25 / 3.25 / 2.5 / 2.25 bpw), and at the bpw of every
 TenPak point that has no peer within 0.02 bpw (--extras): a uniform config when one is that close (INT3 g64 for
 3.5), else a mix of the two uniform configs around it (same bits preferred: INT4 g256 with the first k Linears at
@@ -55,8 +58,13 @@ RECIPES = ['rtn-int4-g128', 'rtn-int3-g128', 'rtn-int2-g64', 'gptq-int4-g128', '
            'gptq-int2-g128', 'awq-int3-g64', 'v22', 'budget-3.25', 'budget-2.5', 'budget-2.29']
 EXTRA_PREFIXES = ('gptq-budget-',)        # any built-in with this prefix is added
 EXTRA_NAMES = ('gptq-v22',)
-METHODS = ('tenpak', 'hqq', 'llmc-gptq')
-PEER_LABEL = {'hqq': 'HQQ', 'llmc-gptq': 'GPTQ (llm-compressor)'}
+METHODS = ('tenpak', 'hqq', 'llmc-gptq', 'llmc-spinquant', 'llmc-quip', 'llmc-gptq-noact')
+DEFAULT_METHODS = ('tenpak', 'hqq', 'llmc-gptq', 'llmc-spinquant')
+# llm-compressor variants: GPTQ's act-order ('static': its default, nothing at inference) and a rotation before it
+LLMC = {'llmc-gptq': dict(actorder='static', transform=None), 'llmc-gptq-noact': dict(actorder=None, transform=None),
+        'llmc-spinquant': dict(actorder='static', transform='spinquant'), 'llmc-quip': dict(actorder='static', transform='quip')}
+PEER_LABEL = {'hqq': 'HQQ', 'llmc-gptq': 'GPTQ (llm-compressor, act-order)', 'llmc-gptq-noact': 'GPTQ (llm-compressor, no act-order; ablation)',
+              'llmc-spinquant': 'SpinQuant R1+R2 + GPTQ (llm-compressor)', 'llmc-quip': 'QuIP input rotations + GPTQ (llm-compressor)'}
 TOL = 0.02                                # bpw tolerance for "same bpw"
 MIX_GROUPS = (64, 128, 256)               # uniform configs extras and mixes are made of (no g32: smollm2's caveat)
 MODEL_ORDER = ['ref-tiny', 'smollm2-135m']
@@ -68,7 +76,7 @@ def parse_args(argv=None):
     p.add_argument('--model', default='ref-tiny', help='ref-tiny, smollm2-135m, or any tenpak.zoo.load_model argument')
     p.add_argument('--quick', action='store_true', help='few evaluation windows (8; smollm2 4), output under /tmp')
     p.add_argument('--eval-windows', type=int, default=None, help='evaluate the first N windows only (default: all)')
-    p.add_argument('--methods', default=','.join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument('--methods', default=','.join(DEFAULT_METHODS), help=f"comma-separated subset of {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})")
     p.add_argument('--recipes', default=None, help='comma-separated TenPak recipes (default: the built-in list)')
     p.add_argument('--peer-points', default=None,
                    help="peer configs as bits:group,... (default 4:128,3:128,2:64,2:128)")
@@ -325,25 +333,27 @@ class Bench:
                      checks=checks)
 
     # -- llm-compressor GPTQ
-    def run_llmc(self):
+    def run_llmc(self, method='llmc-gptq'):
         import torch
         py = self.args.peers_python
-        configs = self.peer_configs('llmc-gptq')
+        configs = self.peer_configs(method)
         names = [c.name for c in configs]
         if not Path(py).exists():
-            for n in names: self.skip('llmc-gptq', n, f'peers venv missing: {py} (build it: bash scripts/peers_venv.sh)')
+            for n in names: self.skip(method, n, f'peers venv missing: {py} (build it: bash scripts/peers_venv.sh)')
             return
         probe = subprocess.run([py, '-c', 'import llmcompressor, compressed_tensors, tenpak'], capture_output=True, text=True)
         if probe.returncode:
             err = (probe.stderr.strip().splitlines() or ['?'])[-1]
-            for n in names: self.skip('llmc-gptq', n, f'llm-compressor not importable in {py}: {err}')
+            for n in names: self.skip(method, n, f'llm-compressor not importable in {py}: {err}')
             return
         work = Path(tempfile.mkdtemp(prefix='tenpak-quality-llmc-')); self._tmpdirs.append(work)
         job = work / 'job.pt'
+        transform = LLMC[method]['transform']
         torch.save(dict(model=self.model_name,
                         seqlen=self.seqlen, calib=self.calib, probe=self.test[:1].clone(),
                         configs=[dict(key=c.key, name=c.name, assign=common.peer_groups(self.linears, c)) for c in configs],
-                        threads=self.args.threads, dampening=None, batch_size=1), job)
+                        threads=self.args.threads, dampening=None, batch_size=1, **LLMC[method],
+                        test=self.test.clone() if transform else None), job)
         logf = work / 'llmc.log'
         log(f"  llm-compressor subprocess: {py} bench/peers/llmc_gptq.py (log {logf})")
         env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads), TOKENIZERS_PARALLELISM='false')
@@ -354,17 +364,24 @@ class Bench:
                                     stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                                     timeout=self.args.peers_timeout).returncode
         except subprocess.TimeoutExpired: rc = 'timeout'
-        self.timings['llmc_subprocess_s'] = time.perf_counter() - t
+        self.timings[f'{method}_subprocess_s'] = time.perf_counter() - t
         res_path = work / 'out' / 'result.json'
         res = json.loads(res_path.read_text()) if res_path.exists() else {}
-        self.peers_info = {k: res.get(k) for k in ('versions', 'load_s', 'linears', 'calib_windows', 'threads')}
-        self.peers_info['subprocess_s'] = round(self.timings['llmc_subprocess_s'], 1)
-        self.peers_info['returncode'] = rc
+        info = {k: res.get(k) for k in ('versions', 'load_s', 'linears', 'calib_windows', 'threads')}
+        info.update(subprocess_s=round(self.timings[f'{method}_subprocess_s'], 1), returncode=rc, **LLMC[method])
+        if self.peers_info is None: self.peers_info = {}
+        self.peers_info[method] = info
         tail = ' | '.join(logf.read_text(errors='replace').strip().splitlines()[-3:])[-300:]
         for c, name in zip(configs, names):
             rec = res.get('configs', {}).get(c.key)
-            if rec is None: self.skip('llmc-gptq', name, f'subprocess ended (rc {rc}) before this config: {tail}'); continue
-            if 'error' in rec: self.skip('llmc-gptq', name, f"failed in llm-compressor: {rec['error']}"); continue
+            if rec is None: self.skip(method, name, f'subprocess ended (rc {rc}) before this config: {tail}'); continue
+            if 'error' in rec: self.skip(method, name, f"failed in llm-compressor: {rec['error']}"); continue
+            if transform:                                  # measured in the peers venv on the same windows (see llmc_gptq.py)
+                if rec.get('eval_tokens') != self.base.tokens:
+                    self.skip(method, name, f"evaluated {rec.get('eval_tokens')} tokens, not {self.base.tokens}"); continue
+                self.add(method, name, common.peer_bpw(self.linears, c), rec['ppl'], rec['seconds'], config=c.to_dict(),
+                         gptq_s=rec.get('oneshot_s'), checks={k: rec[k] for k in ('quantized_linears', 'probe_nll', 'eval_s') if k in rec})
+                continue
             t = time.perf_counter()
             saved = torch.load(work / 'out' / rec['file'])
             with torch.no_grad():
@@ -390,8 +407,8 @@ class Bench:
             if rec.get('lm_head_changed'): bad.append('lm_head changed')
             if rec.get('codes_over_limit', 0) > 0: bad.append(f"{rec['codes_over_limit']} codes over 2**bits in a group")
             if checks['probe_nll_abs_diff'] > 1e-3: bad.append(f"probe NLL {nll:.5f} here vs {rec['probe_nll']:.5f} in llm-compressor")
-            if bad: self.notes.append(f'llmc-gptq {name}: ' + '; '.join(bad))
-            self.add('llmc-gptq', name, common.peer_bpw(self.linears, c), ppl.ppl,
+            if bad: self.notes.append(f'{method} {name}: ' + '; '.join(bad))
+            self.add(method, name, common.peer_bpw(self.linears, c), ppl.ppl,
                      rec['seconds'] + time.perf_counter() - t, config=c.to_dict(), gptq_s=rec.get('oneshot_s'),
                      checks=checks)
 
@@ -410,7 +427,8 @@ class Bench:
                 if m not in methods: continue
                 log(f'== {m}')
                 t = time.perf_counter()
-                {'tenpak': self.run_tenpak, 'hqq': self.run_hqq, 'llmc-gptq': self.run_llmc}[m]()
+                if m in LLMC: self.run_llmc(m)
+                else: {'tenpak': self.run_tenpak, 'hqq': self.run_hqq}[m]()
                 self.timings[f'{m}_s'] = time.perf_counter() - t
         finally:
             for d in self._tmpdirs: shutil.rmtree(d, ignore_errors=True)
@@ -522,7 +540,9 @@ def plot(rep: dict, path: Path):
     floor = 0.01
     fig, ax = plt.subplots(figsize=(9, 5.6))
     y = lambda d: max(d, floor)
-    style = {'hqq': dict(color='tab:orange', marker='s'), 'llmc-gptq': dict(color='tab:green', marker='D')}
+    style = {'hqq': dict(color='tab:orange', marker='s'), 'llmc-gptq': dict(color='tab:green', marker='D'),
+             'llmc-gptq-noact': dict(color='tab:olive', marker='d'), 'llmc-spinquant': dict(color='tab:purple', marker='^'),
+             'llmc-quip': dict(color='tab:brown', marker='v')}
     for m, st in style.items():
         ps = sorted((p for p in pts if p['method'] == m), key=lambda p: p['bpw'])
         if ps: ax.plot([p['bpw'] for p in ps], [y(p['delta_pct']) for p in ps], '--', label=PEER_LABEL[m], alpha=.85, **st)
@@ -609,10 +629,18 @@ e.g. `int4-g256+97xg128` (INT4 g256, the first 97 Linears at g128). The rule is 
 still its own quantizer on every Linear:
 - **HQQ** (PyPI `hqq`): `Quantizer.quantize` with HQQ's half-quadratic zero-point optimizer, asymmetric, axis 1
   (the settings of `hqq_base_quant_config`), dequantized back into the float weights; no calibration data.
-- **GPTQ (llm-compressor)**: `oneshot` with `GPTQModifier` (asymmetric int groups, `actorder=None`, its defaults:
-  block 128, dampening 0.01, memoryless min-max scales), lm_head ignored, calibrated on the same 32 train windows as
+- **GPTQ (llm-compressor, act-order)**: `oneshot` with `GPTQModifier` (asymmetric int groups, `actorder='static'`,
+  its default and its strongest setting that costs nothing at inference; its defaults otherwise: block 128,
+  dampening 0.01, memoryless min-max scales), lm_head ignored, calibrated on the same 32 train windows as
   TenPak's recipes (batch 1, sequential pipeline), in its own venv (`scripts/peers_venv.sh`); the weights its
   quantized model uses come back as codes + scales + zeros and are evaluated here (checked against its own NLL).
+  *No act-order* (`actorder=None`, how earlier tables ran it) is kept as an ablation row where it was run.
+- **SpinQuant R1+R2 + GPTQ** / **QuIP input rotations + GPTQ** (llm-compressor): `SpinQuantModifier(rotations=['R1',
+  'R2'], transform_type='random-hadamard')` (residual and per-head rotations, fused into the weights) or
+  `QuIPModifier(rotations=['v'], transform_type='random-hadamard')` (input rotations, online where they cannot be
+  fused), then the GPTQ above; their perplexity is measured in the peers venv by `tenpak.eval.perplexity` on the same
+  windows (rotated embeddings and online transforms cannot be rebuilt here). Their bpw counts codes, scales and
+  zeros only, as TenPak's rotated rows do (a rotation is a seed; the untied head stays float like the embeddings).
 """
 
 

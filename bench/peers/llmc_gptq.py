@@ -8,7 +8,10 @@ Run by bench/quality.py with the peers venv's python (`scripts/peers_venv.sh` bu
 JOB.pt (written by bench/quality.py) holds: model (name), seqlen, batch_size (1), calib ((n, seqlen) token windows: the same
 calibration windows TenPak's own recipes use), probe ((1, seqlen): the first evaluation window), configs
 ([{key, name, assign: {linear name: (bits, group)}}, ...]: per config, what every decoder-block Linear stores, as
-bench/peers/peer_common.py's PeerConfig assigns it, groups already fitted), threads, dampening (None: llm-compressor's default).
+bench/peers/peer_common.py's PeerConfig assigns it, groups already fitted), threads, dampening (None: llm-compressor's default),
+actorder ('static', llm-compressor's default and its strongest setting that costs nothing at inference; None: plain
+column order, kept as an ablation), transform (None; 'spinquant': SpinQuantModifier R1 + R2, or 'quip': QuIPModifier
+input rotations, both random-hadamard, before GPTQ) and test ((n, seqlen) evaluation windows, used with a transform).
 
 For each config: a fresh copy of the float model, then
 
@@ -16,16 +19,21 @@ For each config: a fresh copy of the float model, then
             recipe=GPTQModifier(config_groups={'group_0': QuantizationScheme(targets=['Linear'],
                     weights=QuantizationArgs(num_bits=bits, type='int', symmetric=False, strategy='group',
                                              group_size=group))},
-                                ignore=['lm_head'], actorder=None),
+                                ignore=['lm_head'], actorder=job['actorder']),
             num_calibration_samples=n, shuffle_calibration_samples=False, pipeline='sequential')
 
-(the W{bits}A16 asymmetric group scheme, written out; actorder=None: plain column order), with one scheme per
+(the W{bits}A16 asymmetric group scheme, written out; actorder 'static': columns in decreasing Hessian diagonal, groups
+kept contiguous, so nothing changes at inference), with one scheme per
 distinct (bits, group) of the assignment, targeting its Linears by name where the config is not one scheme on every
 Linear (a group fitted to a Linear's input width, `tenpak.quant.fit_group`: smollm2's 576-wide inputs take g96 for a
 nominal g128; or a mix: the first k Linears at another config). llm-compressor's weight
 observer is memoryless min-max; GPTQ's block size 128 and dampening 0.01 are its defaults.
 
-What comes back, per config, in OUT_DIR/{key}.pt: for every decoder-block Linear the weight the
+With a transform, the rotations change embeddings, norms and (QuIP) add online Hadamards, so the quantized model cannot
+be rebuilt from its Linears elsewhere: the subprocess measures the perplexity itself, with tenpak.eval.perplexity on
+the same evaluation windows, and reports it (`ppl`) instead of codes.
+
+Otherwise, what comes back, per config, in OUT_DIR/{key}.pt: for every decoder-block Linear the weight the
 quantized model actually uses in its forward (compressed-tensors' fake quantization of the stored weight with its
 scale and zero point), as int8 codes + scale + zero point, so that bench/quality.py rebuilds it exactly
 ((codes - zero) * scale) in a float model of the main venv and measures perplexity there, with the same code and
@@ -96,7 +104,14 @@ def main(job_path: str, out_dir: str) -> int:
                        {f'group_{i}': QuantizationScheme(targets=ns, weights=args(b, g)) for i, ((b, g), ns) in enumerate(sorted(by_bg.items()))})
             rec['groups'] = {f'int{b}-g{g}': len(ns) for (b, g), ns in sorted(by_bg.items())}
             kw = {} if job.get('dampening') is None else dict(dampening_frac=job['dampening'])
-            recipe = GPTQModifier(config_groups=schemes, ignore=['lm_head'], actorder=None, **kw)
+            recipe = [GPTQModifier(config_groups=schemes, ignore=['lm_head'], actorder=job.get('actorder', 'static'), **kw)]
+            if job.get('transform') == 'spinquant':
+                from llmcompressor.modifiers.transform import SpinQuantModifier
+                recipe.insert(0, SpinQuantModifier(rotations=['R1', 'R2'], transform_type='random-hadamard'))
+            elif job.get('transform') == 'quip':
+                from llmcompressor.modifiers.transform import QuIPModifier
+                recipe.insert(0, QuIPModifier(rotations=['v'], transform_type='random-hadamard'))
+            elif job.get('transform') is not None: raise ValueError(f"unknown transform {job['transform']!r}")
             model = oneshot(model=model, processor=tok, dataset=loader, recipe=recipe,
                             num_calibration_samples=len(calib), shuffle_calibration_samples=False,
                             pipeline='sequential')
@@ -110,6 +125,16 @@ def main(job_path: str, out_dir: str) -> int:
             # NLL of the probe window through llm-compressor's own (fake-quantizing) modules
             with torch.no_grad():
                 rec['probe_nll'] = next_token_nll(model(probe).logits, probe, reduction='mean').item()
+            if job.get('transform') is not None:           # rotated embeddings / norms / online transforms: measure here
+                from tenpak.eval import perplexity
+                t2 = time.perf_counter()
+                with torch.no_grad(): pp = perplexity(model, job['test'], batch_size=8, progress=False)
+                rec.update(ppl=pp.ppl, eval_tokens=pp.tokens, eval_s=round(time.perf_counter() - t2, 2),
+                           seconds=round(time.perf_counter() - t1, 2))
+                del model
+                write()
+                print(f"[llmc_gptq] {key}: {rec['seconds']} s, PPL {pp.ppl:.4f}", flush=True)
+                continue
             saved, max_rebuild, max_stored, max_codes, over, changed = {}, 0.0, 0.0, 0, 0, 0
             for n in names:
                 m = mods[n]
