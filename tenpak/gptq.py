@@ -6,6 +6,7 @@ Docs: https://tenpak.github.io/tenpak/gptq.html.md"""
 
 # %% ../nbs/04c_gptq.ipynb #afe4fc81
 from __future__ import annotations
+import dataclasses
 from dataclasses import dataclass
 import torch
 from .core import TenPakError, LayerPlan, LayerStats, Method, register_method
@@ -15,7 +16,7 @@ from .outliers import n_outliers, to_csr
 from .compress import Compressed, compress_weight
 
 # %% auto #0
-__all__ = ['GPTQ', 'GPTQOptions', 'hinv_cholesky', 'gptq']
+__all__ = ['GPTQ', 'GPTQOptions', 'hinv_cholesky', 'gptq', 'output_error']
 
 # %% ../nbs/04c_gptq.ipynb #cf01557f
 @dataclass
@@ -119,11 +120,20 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
     return Compressed(lp, qt, keep if nm else None, csr, w_hat)
 
 # %% ../nbs/04c_gptq.ipynb #329eec48
+def output_error(W: torch.Tensor, w_hat: torch.Tensor, H: torch.Tensor) -> float:
+    "tr(E H Eᵀ) with E = W - ŵ: the output error GPTQ minimises (H = E[x xᵀ])."
+    E = (W.double() - w_hat.double())
+    return float(((E @ H.double().to(E.device)) * E).sum())
+
 def _gptq(w: torch.Tensor, lp: LayerPlan, stats: LayerStats | None = None) -> Compressed:
     if lp.keep: return compress_weight(w, lp)       # stored as it is: nothing to compensate, no statistics needed
     if stats is None or stats.hessian is None: raise TenPakError("method 'gptq' needs the input Hessian: run it with calibration data")
     imp = None if lp.clip != 'mse' else (stats.fisher if stats.fisher is not None else torch.diagonal(stats.hessian))
-    return gptq(w, stats.hessian, lp, GPTQOptions(**lp.opts), importance=imp)
+    c = gptq(w, stats.hessian, lp, GPTQOptions(**lp.opts), importance=imp)
+    if lp.outlier_frac > 0:                          # keep the outliers only where they lower the output error
+        c0 = gptq(w, stats.hessian, dataclasses.replace(lp, outlier_frac=0.0), GPTQOptions(**lp.opts), importance=imp)
+        if output_error(w, c0.w_hat, stats.hessian) <= output_error(w, c.w_hat, stats.hessian): c = dataclasses.replace(c0, plan=lp)
+    return c
 
 GPTQ = register_method(Method('gptq', _gptq, needs=frozenset({'hessian'}), options=GPTQOptions,
                               doc='GPTQ: OBS error compensation column by column (static groups, act-order, SparseGPT N:M, SpQR outliers)'))
