@@ -19,7 +19,7 @@ python3 -m venv --clear "$venv"
 if [ -n "${TORCH_LOCAL:-}" ]; then pip install -q torch==2.13.0
 else pip install -q --isolated torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; fi
 python -c "import torch; print('torch', torch.__version__)"
-PURE_SDISTS=(hqq)   # published as source only; pure Python (checked below)
+PURE_SDISTS=(hqq rouge-score sqlitedict word2number)   # published as source only; pure Python (checked below); the last three: lm-eval's
 nobin=(); for p in "${PURE_SDISTS[@]}"; do nobin+=(--no-binary "$p"); done
 extras=$(python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]))')
 for extra in "" $extras; do

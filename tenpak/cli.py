@@ -55,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--out', default=None, help='write markdown here (default: print)')
     t.add_argument('--plot', default=None, help='also save the Pareto plot (png)')
     sub.add_parser('recipes', help='list built-in recipes')
+    e = sub.add_parser('eval', help='lm-evaluation-harness tasks on a model or packed checkpoint (pip install "tenpak[lmeval]")',
+                       description="Run lm-eval tasks through lm-eval's Hugging Face wrapper on a TenPak model, print the scores and append them to the results log.")
+    e.add_argument('--model', default='ref-tiny', help='zoo name, .gguf file, local HF folder, hub id, or a packed checkpoint folder (SAVE_DIR/packed of `tenpak run --pack`)')
+    e.add_argument('--tasks', default='tenpak_next_sentence', help='comma-separated lm-eval task names (default: the local next-sentence task from the embedded corpus; real tasks such as hellaswag,arc_easy need the hub)')
+    e.add_argument('--include-path', default=None, help='a folder of lm-eval task yamls (local tasks)')
+    e.add_argument('--limit', type=int, default=None, help='documents per task (default: all)')
+    e.add_argument('--num-fewshot', type=int, default=None)
+    e.add_argument('--batch-size', type=int, default=16)
+    e.add_argument('--device', default=None, help='cpu, cuda or cuda:N (default: cpu)')
+    e.add_argument('--log', default=None, help='results log (default $TENPAK_LOG or runs/log.jsonl)')
+    e.add_argument('--no-log', action='store_true', help='do not append to the results log')
+    e.add_argument('-v', '--verbose', action='store_true', help="lm-eval's progress bars and logs on stderr")
     _export_parser(sub)
     return p
 
@@ -90,6 +102,9 @@ def _summary(r: dict, args, log) -> str:
          f"size: {r['linear_bpw']:.3f} bits/weight over the decoder Linears = {32 / r['linear_bpw']:.2f}x vs FP32 (the row's ratio); "
          f"whole model incl. embeddings and lm_head {r['model_bpw']:.3f} bits/weight = {32 / r['model_bpw']:.2f}x",
          f"status: {r['status']} (TARGET: < 2% PPL at >= 14x; PASS: < 2%; MARGINAL: 2-5%; FAIL: > 5%)"]
+    if r.get('kl_mean') is not None:
+        L.insert(1, f"KL(float || compressed) {r['kl_mean']:.4f} nats/token (p99 {r['kl_p99']:.4f}), top-1 agreement "
+                    f"{100 * r['top1_agree']:.2f}% (same forward passes as PPL; {r['kl_method']})")
     L += [f"note: {n}" for n in r['plan_notes']]
     if cav := model_caveat(args.model): L.append(f"note: {args.model}: {cav}")
     if args.save_dir:
@@ -114,6 +129,15 @@ def _dispatch(args) -> int:
         else: print(txt)
         if args.plot: rlog.plot_pareto(recs).savefig(args.plot, dpi=120, bbox_inches='tight')
     elif args.cmd == 'export': _export(args)
+    elif args.cmd == 'eval':
+        from tenpak.lmeval import evaluate, scores_table
+        from tenpak.recipe import check_log, check_device
+        log = False if args.no_log else check_log(args.log)
+        recs = evaluate(args.model, tasks=[t.strip() for t in args.tasks.split(',') if t.strip()], include_path=args.include_path,
+                        limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+                        device=str(check_device(args.device)) if args.device else None, log=log, progress=args.verbose)
+        print(scores_table(recs), end='')
+        print(f"logged to {log}" if log is not False else "not logged (--no-log)")
     else: return _run(args)
     return 0
 
@@ -157,12 +181,13 @@ def _export_parser(sub):
     e.add_argument('out', help='folder to write (replaced if it exists)')
     e.add_argument('--format', choices=['dense', 'compressed-tensors'], default='dense',
                    help='dense: any plan, loads with plain transformers (default); compressed-tensors: pack-quantized INT2/4/8 without outliers or N:M, for vLLM / transformers')
-    e.add_argument('--dtype', choices=['float16', 'bfloat16', 'float32'], default='float16', help='dtype of the written tensors (default float16)')
+    e.add_argument('--dtype', choices=['float16', 'bfloat16', 'float32'], default=None,
+                   help="dtype of the written tensors (default: the source model's, config.json's dtype, float16 if it has none; compressed-tensors of a bf16 source: float32)")
 
 def _export(args):
     "`tenpak export` (see `tenpak.export`)."
     from tenpak.export import export
-    print(f"wrote {export(args.src, args.out, format=args.format, dtype=args.dtype)} ({args.format}, {args.dtype})")
+    print(f"wrote {export(args.src, args.out, format=args.format, dtype=args.dtype)} ({args.format}, {args.dtype or 'source dtype'})")
 
 # %% ../nbs/17_cli.ipynb #8d86568a
 if __name__ == '__main__': sys.exit(main())           # python -m tenpak.cli, where the `tenpak` script is not installed

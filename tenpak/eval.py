@@ -1,4 +1,4 @@
-"""Perplexity by the GPTQ/AWQ protocol: tokenize the joined test text once, cut non-overlapping windows, mean token NLL.
+"""Perplexity by the GPTQ/AWQ protocol (tokenize the joined test text once, cut non-overlapping windows, mean token NLL), and from the same forward passes the KL divergence between the float and the compressed next-token distributions and their top-1 agreement.
 
 Docs: https://tenpak.github.io/tenpak/eval.html.md"""
 
@@ -7,7 +7,8 @@ Docs: https://tenpak.github.io/tenpak/eval.html.md"""
 # %% ../nbs/06_eval.ipynb #ff61ea3e
 from __future__ import annotations
 import math, time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, field, fields
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -15,28 +16,61 @@ from .core import TenPakError
 from .data import windows
 
 # %% auto #0
-__all__ = ['PPL', 'next_token_nll', 'model_device', 'max_context', 'as_windows', 'model_bos', 'eval_windows', 'perplexity']
+__all__ = ['DEFAULT_TOPK', 'TAIL_SAMPLES', 'LOGITS_BUDGET', 'CHUNK_ELEMS', 'windows_digest', 'FloatRef', 'PPL', 'next_token_nll',
+           'model_device', 'max_context', 'as_windows', 'model_bos', 'eval_batch', 'Scorer', 'eval_windows',
+           'model_vocab', 'check_reference', 'perplexity', 'compare']
 
 # %% ../nbs/06_eval.ipynb #0e6c930d
+def windows_digest(win: torch.Tensor) -> str:
+    "A short digest of evaluation windows (their ids and shape): a `FloatRef` applies only to the windows it was measured on."
+    import hashlib
+    h = hashlib.sha256(str(tuple(win.shape)).encode()); h.update(win.cpu().to(torch.int64).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+@dataclass
+class FloatRef:
+    "A bounded summary of a float model's next-token distributions: per predicted token its top-k log-probs, the log tail mass, and tokens sampled from the tail."
+    logp: torch.Tensor       # (N, k) float32, descending
+    ids: torch.Tensor        # (N, k) int64
+    log_tail: torch.Tensor   # (N,) float32: log(1 - top-k mass), -inf when the top k hold all of it
+    tail_ids: torch.Tensor   # (N, S) int64: tokens drawn (with replacement) from the float distribution restricted to the tail
+    tail_logp: torch.Tensor  # (N, S) float32: their float log-probs
+    windows: str             # `windows_digest` of the windows it was measured on
+    dtype: str               # the float model's dtype
+
+    @property
+    def k(self) -> int: return self.logp.shape[1]
+    @property
+    def samples(self) -> int: return self.tail_ids.shape[1]
+    @property
+    def nbytes(self) -> int: return sum(t.numel() * t.element_size() for t in (self.logp, self.ids, self.log_tail, self.tail_ids, self.tail_logp))
+
 @dataclass
 class PPL:
-    "A perplexity measurement and what it was measured on."
+    "A perplexity measurement and what it was measured on; with KL / top-1 agreement when measured against a float reference."
     ppl: float
     nll: float          # mean token negative log-likelihood (nats)
     tokens: int         # predicted tokens
     seqlen: int
     windows: int
     seconds: float
+    kl_mean: float | None = None     # mean KL(float ‖ this model) per predicted token (nats)
+    kl_p99: float | None = None      # its 99th percentile over tokens
+    top1_agree: float | None = None  # fraction of predicted tokens whose most likely token is the float model's
+    kl_method: str | None = None     # 'exact' (both models in one loop) or 'top{k}+tail' (from a `FloatRef`)
+    reference: FloatRef | None = field(default=None, repr=False, compare=False)   # this pass's float summary (`summarize=`)
 
-    def __str__(self): return f"PPL {self.ppl:.3f} ({self.tokens} tokens, seqlen {self.seqlen})"
-    def to_dict(self): return asdict(self)
+    def __str__(self):
+        s = f"PPL {self.ppl:.3f} ({self.tokens} tokens, seqlen {self.seqlen})"
+        return s if self.kl_mean is None else s + f", KL {self.kl_mean:.4f} (p99 {self.kl_p99:.4f}) nats, top-1 {100 * self.top1_agree:.2f}%"
+    def to_dict(self): return {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'reference'}
 
     @classmethod
-    def from_nll(cls, nll: float, tokens: int, seqlen: int, windows: int, seconds: float) -> 'PPL':
+    def from_nll(cls, nll: float, tokens: int, seqlen: int, windows: int, seconds: float, **kw) -> 'PPL':
         "From the summed NLL of `tokens` predicted tokens; a non-finite NLL is an error."
         mean = nll / tokens
         if not math.isfinite(mean): raise TenPakError("perplexity is not finite (the model produced NaN/inf logits)")
-        return cls(math.exp(mean), mean, tokens, seqlen, windows, seconds)
+        return cls(math.exp(mean), mean, tokens, seqlen, windows, seconds, **kw)
 
 def next_token_nll(logits: torch.Tensor, x: torch.Tensor, reduction: str = 'sum') -> torch.Tensor:
     "Next-token NLL of the windows `x` (b, T) from the model's `logits` (b, T, V), in float32."
@@ -60,6 +94,92 @@ def model_bos(model, tokenizer=None) -> int | None:
     try: return bos_id(model, tokenizer)
     except TenPakError: return None
 
+# %% ../nbs/06_eval.ipynb #62825544
+DEFAULT_TOPK = 32          # float log-probabilities kept per token by `summarize=True`: the top k ...
+TAIL_SAMPLES = 32          # ... and this many tokens sampled from the rest (the tail)
+LOGITS_BUDGET = 2 ** 26    # most logits elements one forward may return (b·T·V): the batch shrinks for large vocabularies
+CHUNK_ELEMS = 2 ** 24      # most float32 elements of one chunk of positions scored at a time (64 MiB: above glibc's largest mmap
+                           # threshold, so each chunk's memory goes back to the system when freed instead of fragmenting the heap)
+
+def eval_batch(batch_size: int, seqlen: int, vocab: int) -> int:
+    "Windows per forward: `batch_size`, fewer when their logits would exceed `LOGITS_BUDGET` elements (at least 1)."
+    return max(1, min(batch_size, LOGITS_BUDGET // max(1, seqlen * vocab)))
+
+def _tail(lp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    "Log-probs `lp` (n, V) with the tokens `ids` removed (set to -inf; overwrites `lp`)."
+    return lp.scatter_(1, ids, -math.inf)
+
+def _approx_kl(p_top, p_tail, p_smp, q_top, q_tail, q_smp) -> torch.Tensor:
+    """Per-token KL(p ‖ q) from the top k tokens (exact), the tail mass (one bucket) and samples from p's tail.
+
+    KL = Σ_top p log(p/q) + P log(P/Q) + P·KL(p|tail ‖ q|tail); the last term is estimated from the samples by
+    E[(r − 1) − log r], r = (q/Q)/(p/P): unbiased, never negative, and second order in log r when p ≈ q."""
+    kl = (p_top.exp() * (p_top - q_top)).sum(-1)
+    lr = (q_smp - q_tail[:, None]) - (p_smp - p_tail[:, None])
+    within = (lr.exp() - 1 - lr).mean(-1)
+    return kl + torch.where(p_tail > -math.inf, p_tail.exp() * (p_tail - q_tail + within), torch.zeros_like(kl))
+
+class Scorer:
+    """Accumulates NLL (and, given a float side, per-token KL and top-1 agreement) over the logits of `total` predicted
+    tokens, `CHUNK_ELEMS` at a time; per-token outputs go into tensors allocated once (no small allocations that live on
+    between the chunks' large ones)."""
+    def __init__(self, device, total: int, summarize: int = 0, reference: FloatRef | None = None, exact: bool = False,
+                 samples: int = TAIL_SAMPLES, seed: int = 0):
+        self.samples, self.gen = samples, torch.Generator(device).manual_seed(seed) if summarize else None
+        self.nll, self.count, self.summarize, self.ref = torch.zeros((), dtype=torch.float64, device=device), 0, summarize, reference
+        self.agree, self.exact = torch.zeros((), dtype=torch.int64, device=device), exact
+        self.kl = torch.empty(total, device=device) if exact or reference is not None else None
+        if summarize:
+            f, i = lambda *s: torch.empty(*s, dtype=torch.float32), lambda *s: torch.empty(*s, dtype=torch.int64)
+            self.top = (f(total, summarize), i(total, summarize), f(total), i(total, samples), f(total, samples))
+        self.pos = 0                                    # predicted tokens scored so far (index into `reference`)
+
+    def add(self, logits: torch.Tensor, x: torch.Tensor, float_logits: torch.Tensor | None = None):
+        "Score the windows `x` (b, T) from `logits` (b, T, V) (and the float model's, for exact KL), chunk by chunk of positions."
+        V = logits.shape[-1]
+        step = max(1, CHUNK_ELEMS // V)
+        y = x[:, 1:].to(logits.device)
+        for i in range(x.shape[0]):
+            for s in range(0, x.shape[1] - 1, step):
+                e = min(s + step, x.shape[1] - 1)
+                self._chunk(logits[i, s:e], y[i, s:e], None if float_logits is None else float_logits[i, s:e])
+        self.count += y.numel()
+
+    def _chunk(self, lg, y, flg):
+        lq = lg.float().log_softmax(-1)                   # (n, V): the largest tensors scoring makes are of this size
+        self.nll -= lq.gather(1, y[:, None]).sum(dtype=torch.float64)
+        n = lq.shape[0]
+        if flg is not None:                               # exact: both models' full distributions
+            lp = flg.float().log_softmax(-1)
+            self.agree += (lq.argmax(-1) == lp.argmax(-1)).sum()
+            self.kl[self.pos:self.pos + n] = F.kl_div(lq, lp, log_target=True, reduction='none').sum(-1)
+        elif self.ref is not None:                        # approximate: the float side's summary
+            r = slice(self.pos, self.pos + n)
+            pv, pi, pt, si, ps = (t[r].to(lq.device) for t in (self.ref.logp, self.ref.ids, self.ref.log_tail, self.ref.tail_ids, self.ref.tail_logp))
+            self.agree += (lq.argmax(-1) == pi[:, 0]).sum()
+            qv, qs = lq.gather(1, pi), lq.gather(1, si)
+            qt = _tail(lq.clone() if self.summarize else lq, pi).logsumexp(-1)
+            self.kl[self.pos:self.pos + n] = _approx_kl(pv, pt, ps, qv, qt, qs)
+        if self.summarize:
+            v, ids = lq.topk(self.summarize, -1)
+            rest = _tail(lq, ids)                         # lq is not needed after this
+            t = rest.logsumexp(-1)
+            some = t > -math.inf
+            w = torch.where(some[:, None], (rest - torch.where(some, t, 0)[:, None]).exp_(), 1.0)   # the tail distribution (any, where empty)
+            sid = torch.multinomial(w, self.samples, replacement=True, generator=self.gen)
+            for dst, z in zip(self.top, (v, ids, t, sid, torch.where(some[:, None], rest.gather(1, sid), -math.inf))): dst[self.pos:self.pos + n] = z
+        self.pos += n
+
+    def result(self, seqlen: int, windows: int, seconds: float, win=None, dtype=None) -> PPL:
+        kw = {}
+        if self.kl is not None:
+            kl = self.kl[:self.pos].double().clamp_min(0).cpu()     # rounding can leave -1e-9 where the models agree
+            kw = dict(kl_mean=kl.mean().item(), kl_p99=float(np.percentile(kl.numpy(), 99)), top1_agree=self.agree.item() / self.count,
+                      kl_method='exact' if self.exact else f'top{self.ref.k}+tail{self.ref.samples}')
+        if self.summarize:
+            kw['reference'] = FloatRef(*(t[:self.pos] for t in self.top), windows_digest(win), str(dtype).replace('torch.', ''))
+        return PPL.from_nll(self.nll.item(), self.count, seqlen, windows, seconds, **kw)
+
 # %% ../nbs/06_eval.ipynb #0e5ff0f8
 def eval_windows(model, ids: torch.Tensor, seqlen: int, max_windows: int | None = None) -> torch.Tensor:
     "The `(n, seqlen)` evaluation windows of `ids` (1-D ids: starting with BOS where the family needs it), checked against the model's context."
@@ -68,21 +188,55 @@ def eval_windows(model, ids: torch.Tensor, seqlen: int, max_windows: int | None 
     if ctx is not None and win.shape[1] > ctx: raise TenPakError(f"seqlen {win.shape[1]} is longer than the model's context ({ctx})")
     return win[:max_windows] if max_windows else win
 
+def model_vocab(model) -> int:
+    "The width of the model's logits (its output embedding's rows, else `config.vocab_size`)."
+    head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
+    w = getattr(head, 'weight', None)
+    return w.shape[0] if isinstance(w, torch.Tensor) and w.ndim == 2 else getattr(model.config, 'vocab_size')
+
+def check_reference(ref: FloatRef, win: torch.Tensor) -> FloatRef:
+    "`ref` if it was measured on exactly these windows, else a `TenPakError`."
+    if ref.windows != windows_digest(win) or len(ref.logp) != win[:, 1:].numel():
+        raise TenPakError("the float reference was measured on other windows than these (same data, seqlen and eval_windows needed)")
+    return ref
+
 @torch.no_grad()
 def perplexity(model,
                ids: torch.Tensor,          # 1-D token ids, or (n, seqlen) windows
                seqlen: int = 256,          # window length (ignored for 2-D ids)
-               batch_size: int = 8,
+               batch_size: int = 8,        # at most this many windows per forward (fewer for large vocabularies: `eval_batch`)
                max_windows: int | None = None,   # evaluate only the first windows (quick checks)
                device=None,                # default: the model's device
                progress: bool = True,
+               summarize: int | bool = False,    # keep the float summary of this pass (True: `DEFAULT_TOPK` tokens per position)
+               reference: FloatRef | PPL | None = None,   # the float model's summary on the same windows: adds KL and top-1
               ) -> PPL:
-    "Perplexity of a causal LM on non-overlapping windows of `ids`."
+    "Perplexity of a causal LM on non-overlapping windows of `ids`; with KL(float ‖ model) and top-1 agreement against `reference`."
     win = eval_windows(model, ids, seqlen, max_windows)
     seqlen = win.shape[1]
     device = device or model_device(model)
-    t0, nll, count = time.perf_counter(), torch.zeros((), dtype=torch.float64, device=device), 0
-    for b in tqdm(range(0, len(win), batch_size), desc='ppl', disable=not progress, leave=False):
-        x = win[b: b + batch_size].to(device)
-        nll += next_token_nll(model(x).logits, x); count += x[:, 1:].numel()     # no host sync per batch
-    return PPL.from_nll(nll.item(), count, seqlen, len(win), time.perf_counter() - t0)
+    if isinstance(reference, PPL): reference = reference.reference
+    if reference is not None: check_reference(reference, win)
+    k = DEFAULT_TOPK if summarize is True else int(summarize)
+    sc, bs = Scorer(device, win[:, 1:].numel(), k, reference), eval_batch(batch_size, seqlen, model_vocab(model))
+    t0 = time.perf_counter()
+    for b in tqdm(range(0, len(win), bs), desc='ppl', disable=not progress, leave=False):
+        x = win[b: b + bs].to(device)
+        sc.add(model(x).logits, x)                       # no host sync per batch
+    return sc.result(seqlen, len(win), time.perf_counter() - t0, win, next(model.parameters()).dtype)
+
+@torch.no_grad()
+def compare(float_model, model, ids: torch.Tensor, seqlen: int = 256, batch_size: int = 8, max_windows: int | None = None,
+            device=None, progress: bool = True) -> tuple[PPL, PPL]:
+    "Float and compressed perplexity with the exact KL(float ‖ model) and top-1 agreement: both models in one loop, window by window."
+    win = eval_windows(model, ids, seqlen, max_windows)
+    seqlen, device = win.shape[1], device or model_device(model)
+    n = win[:, 1:].numel()
+    fs, sc, bs = Scorer(device, n), Scorer(device, n, exact=True), eval_batch(batch_size, seqlen, model_vocab(model))
+    t0 = time.perf_counter()
+    for b in tqdm(range(0, len(win), bs), desc='compare', disable=not progress, leave=False):
+        x = win[b: b + bs].to(device)
+        fl = float_model(x.to(model_device(float_model))).logits.to(device)
+        fs.add(fl, x); sc.add(model(x).logits, x, fl)
+    dt = time.perf_counter() - t0
+    return fs.result(seqlen, len(win), dt), sc.result(seqlen, len(win), dt)

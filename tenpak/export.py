@@ -25,17 +25,26 @@ def _dtype(d) -> torch.dtype:
     if d not in DTYPES: raise TenPakError(f"dtype must be one of {', '.join(DTYPES)}, got {d!r}")
     return DTYPES[d]
 
+def _dtype_name(d) -> torch.dtype | None:
+    "A config's `dtype` (a name or a torch dtype) as one of `DTYPES`, or None."
+    d = str(d).replace('torch.', '') if d is not None else None
+    return DTYPES.get(d)
+
 def _source(src):
-    "(model, tokenizer or None) from a packed folder; a loaded model as is."
-    if isinstance(src, nn.Module): return src, None
+    "(model, tokenizer or None, the source's dtype) from a packed folder (through `load_packed`'s gate); a loaded model as is."
+    if isinstance(src, nn.Module):
+        dt = _dtype_name(getattr(src.config, 'dtype', None)) or _dtype_name(src.dtype) or torch.float16
+        return src, None, dt
     p = Path(src)
     if not (p / META).is_file(): raise TenPakError(f"{p} is not a packed TenPak checkpoint (no {META}); write one with `tenpak run --pack` or `save_packed`")
     model = load_packed(p, dtype=torch.float32)
+    cfg = json.loads((p / 'config.json').read_text())           # checked by load_packed
+    dt = _dtype_name(cfg.get('dtype', cfg.get('torch_dtype'))) or torch.float16    # the model that was packed (fp16: the storage's, if it does not say)
     try:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(p)
     except Exception: tok = None         # a folder saved without its tokenizer
-    return model, tok
+    return model, tok, dt
 
 def _packed(model) -> dict[str, PackedLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, PackedLinear)}
@@ -69,12 +78,12 @@ def _write(model, tensors, out_dir, tokenizer, dtype, quantization_config=None) 
 # %% ../nbs/14d_export.ipynb #3251df95
 def export_dense(src,                 # packed folder, or a model (with `PackedLinear`s, or fake-quantized by `compress_model`)
                  out_dir,             # the folder to write (replaced if it exists)
-                 dtype='float16',     # float16, bfloat16 or float32
+                 dtype=None,          # float16, bfloat16 or float32; None: the source model's (config.json's `dtype`)
                  tokenizer=None,      # default: the packed folder's
                 ) -> Path:
     "A standard Hugging Face checkpoint of the weights a TenPak model computes with; plain transformers loads it."
-    dt = _dtype(dtype)
-    model, tok = _source(src)
+    model, tok, src_dt = _source(src)
+    dt = src_dt if dtype is None else _dtype(dtype)
     packed = _packed(model)
     t = _plain_tensors(model, dt, packed)
     for n, m in packed.items():
@@ -110,13 +119,14 @@ def _ct_scheme(m: PackedLinear) -> dict:
 # %% ../nbs/14d_export.ipynb #1237573c
 def export_compressed_tensors(src,              # packed folder, or a model with `PackedLinear`s
                               out_dir,          # the folder to write (replaced if it exists)
-                              dtype='float16',  # float16 or float32 (scales stay exact)
+                              dtype=None,       # float16 or float32 (scales stay exact); None: the source's (a bf16 source: float32)
                               tokenizer=None,
                              ) -> Path:
     "A compressed-tensors `pack-quantized` checkpoint of a packed TenPak model; refuses plans it cannot hold exactly."
-    dt = _dtype(dtype)
-    if dt == torch.bfloat16: raise TenPakError("compressed-tensors export keeps TenPak's fp16 scales exactly: use float16 or float32, not bfloat16")
-    model, tok = _source(src)
+    if dtype is not None and _dtype(dtype) == torch.bfloat16:
+        raise TenPakError("compressed-tensors export keeps TenPak's fp16 scales exactly: use float16 or float32, not bfloat16")
+    model, tok, src_dt = _source(src)
+    dt = _dtype(dtype) if dtype is not None else torch.float32 if src_dt == torch.bfloat16 else src_dt   # bf16's range, fp16 scales exact
     if (lay := get_arch(model).layouts):
         raise TenPakError(f"compressed-tensors export of {get_arch(model).name} is not supported: TenPak holds its {' and '.join(l.name for l in lay)} "
                           "layers as nn.Linears, not in the layout compressed-tensors loaders expect; `tenpak export --format dense` writes it")
@@ -134,8 +144,9 @@ def export_compressed_tensors(src,              # packed folder, or a model with
         t[f'{n}.weight_packed'] = _pack32(codes, m.bits).cpu()          # stored q + 2^(b-1) is TenPak's code c
         t[f'{n}.weight_scale'] = m.scales.t().to(dt).contiguous().cpu()
         t[f'{n}.weight_shape'] = torch.tensor([m.out_features, m.in_features])
-        if not m.plan.sym:                                                # z, packed along the output dim: (ceil(N·b/32), G)
-            t[f'{n}.weight_zero_point'] = _pack32(m.zeros.float().round(), m.bits).t().contiguous().cpu()
+        if not m.plan.sym:            # z, packed along the output dim into the first ceil(N·b/32) of N rows (see above)
+            zp = _pack32(m.zeros.float().round(), m.bits).t()
+            t[f'{n}.weight_zero_point'] = torch.cat([zp, zp.new_zeros(m.out_features - zp.shape[0], zp.shape[1])]).contiguous().cpu()
         if m.bias is not None: t[f'{n}.bias'] = m.bias.detach().to(dt).cpu()
         groups.setdefault(json.dumps(_ct_scheme(m), sort_keys=True), []).append(n)
     one = len(groups) == 1
@@ -147,8 +158,8 @@ def export_compressed_tensors(src,              # packed folder, or a model with
               kv_cache_scheme=None, sparsity_config={}, global_compression_ratio=None)
     return _write(model, t, out_dir, tokenizer or tok, dt, qc)
 
-def export(src, out_dir, format='dense', dtype='float16') -> Path:
-    "`export_dense` (format 'dense') or `export_compressed_tensors` (format 'compressed-tensors')."
+def export(src, out_dir, format='dense', dtype=None) -> Path:
+    "`export_dense` (format 'dense') or `export_compressed_tensors` (format 'compressed-tensors'); `dtype` None: the source's."
     if format == 'dense': return export_dense(src, out_dir, dtype)
     if format == 'compressed-tensors': return export_compressed_tensors(src, out_dir, dtype)
     raise TenPakError(f"format must be 'dense' or 'compressed-tensors', got {format!r}")

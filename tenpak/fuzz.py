@@ -17,7 +17,7 @@ from .plan import build_plan
 from .pack import WEIGHTS, META, DIGEST, CONFIG, save_packed, load_packed, seal, checkpoint_digest
 
 # %% auto #0
-__all__ = ['KINDS', 'MUTATORS', 'ALLOWED', 'tiny_model', 'make_checkpoint', 'mutate', 'classify', 'fuzz', 'report',
+__all__ = ['KINDS', 'MUTATORS', 'ALLOWED', 'HF_MODES', 'tiny_model', 'make_checkpoint', 'mutate', 'classify', 'fuzz', 'report',
            'fuzz_recipes', 'main']
 
 # %% ../nbs/14b_fuzz.ipynb #0ff36f9f
@@ -164,13 +164,27 @@ def _m_codes(d, rng):
     _save_tensors(d, t); return f"codes {k}[{i}]"
 
 def _m_files(d, rng):
-    what = rng.randrange(3); f = rng.choice(_files(d))
+    what = rng.randrange(4); f = rng.choice(_files(d))
+    if what == 3:                          # the whole manifest: nothing left to check the other files against
+        for x in (META, DIGEST): (d / x).unlink()
+        return "delete the manifest"
     if what == 0: (d / f).unlink(); return f"delete {f}"
     if what == 1: (d / 'extra.py').write_text('print(1)'); return "add extra.py"
     (d / f).rename(d / (f + '.bak')); return f"rename {f}"
 
+def _m_bias(d, rng):
+    "A bias where the architecture has none (Qwen2's o_proj, MLP), or none where it has one (q/k/v)."
+    t = _tensors(d); names = sorted(t)
+    have = [k for k in names if k.endswith('.bias')]
+    if rng.random() < 0.5 and have: k = rng.choice(have); del t[k]; what = f"delete {k}"
+    else:
+        base = rng.choice([k.rsplit('.', 1)[0] for k in names if k.endswith(('o_proj.scales', 'down_proj.scales', 'up_proj.scales', 'o_proj.weight'))])
+        N = t[base + '.scales'].shape[1] if base + '.scales' in t else t[base + '.weight'].shape[0]
+        t[base + '.bias'] = torch.randn(N, generator=torch.Generator().manual_seed(rng.randrange(1 << 30))).half(); what = f"add {base}.bias"
+    _save_tensors(d, t); return what
+
 MUTATORS = {'truncate': _m_truncate, 'bitflip': _m_bitflip, 'header': _m_header, 'meta': _m_meta, 'config': _m_config,
-            'swap': _m_swap, 'delete': _m_delete, 'csr': _m_csr, 'payload': _m_payload, 'codes': _m_codes, 'files': _m_files}
+            'swap': _m_swap, 'delete': _m_delete, 'csr': _m_csr, 'payload': _m_payload, 'codes': _m_codes, 'files': _m_files, 'bias': _m_bias}
 
 def mutate(src, dst, i: int, seed: int = 0) -> str:
     "Copy checkpoint `src` to `dst` and apply mutation number `i` of run `seed`; returns what it did."
@@ -180,30 +194,47 @@ def mutate(src, dst, i: int, seed: int = 0) -> str:
 
 # %% ../nbs/14b_fuzz.ipynb #faf41a10
 ALLOWED = {'verify': {'error', 'same'}, 'pinned': {'error', 'same'},
-           'unverified': {'error', 'same', 'different'}, 'resealed': {'error', 'same', 'different'}}
+           'unverified': {'error', 'same', 'different'}, 'resealed': {'error', 'same', 'different'},
+           'hf-verify': {'error', 'same'}, 'hf-resealed': {'error', 'same', 'different'}}
+HF_MODES = {'hf-verify': 'verify', 'hf-resealed': 'resealed'}     # the transformers door, and the load_packed mode it must agree with
 
-def classify(path, ids, ref, **kw) -> str:
-    "Load `path` and run `ids`: 'error' (TenPakError), 'same' / 'different' logits than `ref`, 'nan', or 'raw: Type: message'."
+def _open(path, door: str = 'load_packed', **kw):
+    "A model from `path` in float32 through `door`: `load_packed`, or 'hf' (`import tenpak.hf; AutoModelForCausalLM.from_pretrained`)."
+    if door == 'load_packed': return load_packed(path, dtype=torch.float32, **kw)
+    from transformers import AutoModelForCausalLM
+    import tenpak.hf
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+def classify(path, ids, ref, door: str = 'load_packed', out: dict | None = None, **kw) -> str:
+    "Load `path` through `door` and run `ids`: 'error' (TenPakError), 'same' / 'different' logits than `ref`, 'nan', or 'raw: Type: message' (the logits go to `out['y']`)."
     try:
-        m = load_packed(path, dtype=torch.float32, **kw)
+        m = _open(path, door, **kw)
         with torch.no_grad(): y = m(ids).logits
     except TenPakError: return 'error'
     except Exception as e: return f"raw: {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+    if out is not None: out['y'] = y
     if not bool(torch.isfinite(y).all()): return 'nan'
     return 'same' if torch.equal(y, ref) else 'different'
 
 def _worker(orig: str):
     "Read jobs (JSON lines) from stdin, answer each with its outcomes on stdout."
     torch.set_num_threads(1)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()
     ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(0))
     with torch.no_grad(): ref = load_packed(orig, dtype=torch.float32)(ids).logits
     print(json.dumps({'ready': True}), flush=True)
     for line in sys.stdin:
         job = json.loads(line)
-        out = {}
+        out, ys = {}, {}
         for mode, path in job['paths'].items():
             kw = {'verify': False} if mode == 'unverified' else {'digest': job['digest']} if mode == 'pinned' else {}
-            out[mode] = classify(path, ids, ref, **kw)
+            ys[mode] = {}
+            out[mode] = classify(path, ids, ref, 'hf' if mode in HF_MODES else 'load_packed', ys[mode], **kw)
+            base = HF_MODES.get(mode)
+            if base in out and out[mode] in ('same', 'different'):      # the transformers door may load only what load_packed loads, as it does
+                if out[base] not in ('same', 'different'): out[mode] = f"accepted: load_packed gives {out[base]}"
+                elif not torch.equal(ys[mode]['y'], ys[base]['y']): out[mode] = f"mismatch: logits differ from load_packed's by {(ys[mode]['y'] - ys[base]['y']).abs().max():.2e}"
         print(json.dumps({'i': job['i'], 'outcomes': out}), flush=True)
 
 class _Worker:
@@ -230,6 +261,7 @@ class _Worker:
 # %% ../nbs/14b_fuzz.ipynb #af663655
 def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress: bool = False,
          per_worker: int = 0,       # mutants a worker loads before a fresh one takes over (1: each in its own process; 0: no limit)
+         hf: bool = True,           # also through the transformers door (`HF_MODES`: the mutant, and its re-sealed copy)
         ) -> dict:
     "Mutate the fuzz target `n` times and load every mutant in every mode in worker processes; counts and failures."
     own = work is None
@@ -238,18 +270,18 @@ def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress:
     try:
         orig = make_checkpoint(work / 'orig', seed)
         pin = checkpoint_digest(orig)
-        counts, failures, kinds, restarts = {m: Counter() for m in ALLOWED}, [], Counter(), 0
+        counts, failures, kinds, restarts = {m: Counter() for m in ALLOWED if hf or m not in HF_MODES}, [], Counter(), 0
         w = _Worker(orig, timeout)
         for i in range(n):
             mut = work / f'm{i}'
             what = mutate(orig, mut, i, seed)
             kinds[what.split(':')[0]] += 1
-            paths = {'verify': str(mut), 'unverified': str(mut)}
+            paths = {'verify': str(mut), 'unverified': str(mut), **({'hf-verify': str(mut)} if hf else {})}
             try: ok = isinstance(json.loads((mut / META).read_text()), dict)
             except Exception: ok = False
             if ok:                                  # re-seal a copy, as whoever edited the files could
                 rs = work / f'r{i}'; shutil.copytree(mut, rs); seal(rs)
-                paths.update(resealed=str(rs), pinned=str(rs))
+                paths.update(resealed=str(rs), pinned=str(rs), **({'hf-resealed': str(rs)} if hf else {}))
             if per_worker and i and i % per_worker == 0: w.close(); w = _Worker(orig, timeout)
             res = w.run({'i': i, 'paths': paths, 'digest': pin})
             if res is None:
@@ -257,7 +289,7 @@ def fuzz(n: int = 300, seed: int = 0, work=None, timeout: float = 120, progress:
                 res = {'outcomes': {m: f'crash (exit {code})' for m in paths}}
                 w = _Worker(orig, timeout)
             for mode, o in res['outcomes'].items():
-                counts[mode][o.split(':')[0].split(' (')[0]] += 1      # 'raw: KeyError: ...' -> 'raw', 'crash (exit -11)' -> 'crash'
+                counts[mode][o.split(':')[0].split(' (')[0]] += 1      # 'raw: KeyError: ...' -> 'raw', 'crash (exit -11)' -> 'crash', 'accepted: ...', 'mismatch: ...'
                 if o not in ALLOWED[mode]: failures.append(dict(i=i, mutation=what, mode=mode, outcome=o))
             shutil.rmtree(mut, ignore_errors=True); shutil.rmtree(work / f'r{i}', ignore_errors=True)
             if progress and (i + 1) % 25 == 0: print(f"{i + 1}/{n} mutants, {len(failures)} failures, {time.time() - t0:.0f}s", file=sys.stderr)
@@ -318,10 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--per-worker', type=int, default=10, help='mutants per worker process (1: each in its own; 0: one worker for all)')
     p.add_argument('--recipes', type=int, default=300, help='mutated recipes')
     p.add_argument('--out', default=None, help='also write the full result as JSON here')
+    p.add_argument('--no-hf', action='store_true', help='load_packed only (not the transformers door too)')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker: _worker(a.worker); return 0
-    r = fuzz(a.n, a.seed, progress=True, per_worker=a.per_worker)
+    r = fuzz(a.n, a.seed, progress=True, per_worker=a.per_worker, hf=not a.no_hf)
     rr = fuzz_recipes(a.recipes, a.seed)
     print(report(r)); print(f"recipes: {rr['n']} mutated, outcomes {rr['outcomes']}, raw exceptions {len(rr['raw'])}")
     if a.out: Path(a.out).write_text(json.dumps(dict(checkpoints=r, recipes=rr), indent=1))

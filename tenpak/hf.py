@@ -6,7 +6,7 @@ Docs: https://tenpak.github.io/tenpak/hf.html.md"""
 
 # %% ../nbs/14c_hf.ipynb #7df786ac
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 import torch
 from torch import nn
@@ -14,11 +14,11 @@ from transformers.quantizers import HfQuantizer, register_quantization_config, r
 from transformers.utils.quantization_config import QuantizationConfigMixin
 from .core import TenPakError, LayerPlan, Plan
 from .formats import stored_tensors, check_tensors
-from .pack import FORMAT_VERSION, WEIGHTS, META, HF_METHOD, PackedLinear, quant_config, hf_guard, _json, _check_meta, _check_files
+from .pack import FORMAT_VERSION, WEIGHTS, META, DIGEST, CONFIG, HF_METHOD, PackedLinear, quant_config, hf_guard, check_packed
 from .arch import prepare_model
 
 # %% auto #0
-__all__ = ['TenPakConfig', 'TenPakHfQuantizer', 'packed_state_dict', 'register', 'unregister']
+__all__ = ['TenPakConfig', 'tenpak_folder', 'gate', 'TenPakHfQuantizer', 'packed_state_dict', 'register', 'unregister']
 
 # %% ../nbs/14c_hf.ipynb #b3eee710
 _DT = {'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8,
@@ -28,8 +28,8 @@ class TenPakConfig(QuantizationConfigMixin):
     "`quantization_config` of a TenPak checkpoint: format version, the distinct layer plans, and `[plan index, N, K]` per packed Linear."
     def __init__(self, version: int = FORMAT_VERSION, plans: list | None = None, layers: dict | None = None,
                  quant_method: str = HF_METHOD, **unknown):
-        if unknown: raise TenPakError(f"TenPak quantization_config has unknown keys {sorted(unknown)} (written by a newer TenPak?)")
-        if version != FORMAT_VERSION: raise TenPakError(f"TenPak checkpoint format v{version} is not supported (this TenPak reads v{FORMAT_VERSION})")
+        if unknown: raise TenPakError(f"{CONFIG}: TenPak quantization_config has unknown keys {sorted(unknown)} (written by a newer TenPak?)")
+        if version != FORMAT_VERSION: raise TenPakError(f"{CONFIG}: TenPak checkpoint format v{version!r} is not supported (this TenPak reads v{FORMAT_VERSION})")
         self.quant_method, self.version, self.plans, self.layers = HF_METHOD, version, list(plans or []), dict(layers or {})
 
     def layer_plans(self) -> dict[str, tuple[LayerPlan, tuple[int, int]]]:
@@ -38,9 +38,33 @@ class TenPakConfig(QuantizationConfigMixin):
             kinds = [LayerPlan.from_dict(d) for d in self.plans]
             return {n: (kinds[i], (int(N), int(K))) for n, (i, N, K) in self.layers.items()}
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
-            raise TenPakError(f"malformed TenPak quantization_config: {e}") from None
+            raise TenPakError(f"{CONFIG}: malformed TenPak quantization_config: {e}") from None
 
 # %% ../nbs/14c_hf.ipynb #f0809f85
+def tenpak_folder(path) -> Path | None:
+    "The local folder `path` if it is a TenPak checkpoint (it has a manifest, or a `quant_method: tenpak` config), else None."
+    try: p = Path(path)
+    except TypeError: return None
+    if not p.is_dir(): return None
+    if (p / META).exists() or (p / DIGEST).exists(): return p
+    try: qc = json.loads((p / CONFIG).read_text()).get('quantization_config')
+    except Exception: return None
+    return p if isinstance(qc, dict) and qc.get('quant_method') == HF_METHOD else None
+
+_GATED: dict = {}    # folder -> (name, size, mtime) of its files when it passed: the gate runs once per load, not once per hook
+
+def gate(folder) -> Path:
+    "`pack.check_packed` (the gate `load_packed` passes: manifest and digests, config schema, every tensor, plan <-> `quantization_config`, biases) on a TenPak folder that transformers is about to read."
+    folder = Path(folder)
+    sig = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file())
+    if _GATED.get(folder.resolve()) == sig: return folder
+    if not (folder / META).is_file():
+        raise TenPakError(f"{folder} has no {META}: a TenPak folder without its manifest is not trusted "
+                          f"(a folder written by save_pretrained: run `tenpak.pack.seal_pretrained` where it was written)")
+    check_packed(folder)
+    _GATED[folder.resolve()] = sig
+    return folder
+
 def _header(files) -> dict[str, tuple]:
     "Name -> (dtype, shape) of every tensor in the safetensors `files`, read from their headers only."
     from safetensors import safe_open
@@ -86,18 +110,19 @@ class TenPakHfQuantizer(HfQuantizer):
     def validate_environment(self, *args, **kwargs):
         if not self.pre_quantized: raise TenPakError("TenPakConfig reads TenPak checkpoints; to compress a model use `tenpak run` (or `tenpak.recipe.run`)")
 
+    def update_attn_implementation(self, config):
+        folder = Path(getattr(config, '_name_or_path', '') or '')     # the local folder from_pretrained reads: gated before the model is built
+        if str(folder) and folder.is_dir(): gate(folder)
+        return config
+
     def _process_model_before_weight_loading(self, model, checkpoint_files=None, dtype=None, **kwargs):
         files = [Path(f) for f in checkpoint_files or []]
         if not files: raise TenPakError("a TenPak checkpoint needs its safetensors file(s)")
-        folder = files[0].parent
-        if (folder / META).is_file() and [f.name for f in files] == [WEIGHTS]:     # a save_packed folder: every file against its checksum
-            meta = _json(folder / META)
-            _check_meta(meta, folder / META)
-            try: _check_files(folder, meta, None, True)
-            except TenPakError as e: raise TenPakError(f"{e} (a folder re-saved by save_pretrained keeps a stale {META}: delete it)") from None
+        if [f.name for f in files] != [WEIGHTS]: raise TenPakError(f"a TenPak checkpoint is one {WEIGHTS}, got {', '.join(f.name for f in files)}")
+        gate(files[0].parent)                      # (done already for a local folder: a no-op then)
+        self._dtype = dtype = model.dtype        # what from_pretrained built the model in (`dtype` does not reach this hook)
         head = _header(files)
         prepare_model(model)                   # the module tree TenPak saved (GPT-2's Conv1D, fused experts: nn.Linear)
-        dtype = dtype if isinstance(dtype, torch.dtype) else torch.float16
         for n, (lp, (N, K)) in self.quantization_config.layer_plans().items():
             try: lin = model.get_submodule(n)
             except AttributeError: raise TenPakError(f"the checkpoint packs {n}, which this {type(model).__name__} does not have") from None
@@ -115,6 +140,8 @@ class TenPakHfQuantizer(HfQuantizer):
     def _process_model_after_weight_loading(self, model, **kwargs):
         for n, m in model.named_modules():
             if not isinstance(m, PackedLinear): continue
+            for k, v in list(m.named_buffers(recurse=False)):       # transformers fills the buffers in the checkpoint's fp16: the asked dtype, as load_packed
+                if v.is_floating_point() and v.dtype != self._dtype: setattr(m, k, v.to(self._dtype))
             if m.plan.sym: m.zeros = torch.full_like(m.scales, 2 ** (m.bits - 1))
             own = {k: v for k, v in m.named_buffers(recurse=False) if k != 'weight' and not (k == 'zeros' and m.plan.sym)}
             check_tensors(m.plan, m.out_features, m.in_features, {k: v.half() if v.is_floating_point() else v for k, v in own.items()}, n)
@@ -142,17 +169,32 @@ def packed_state_dict(model) -> tuple[dict[str, torch.Tensor], dict]:
     return sd, quant_config(plan, {n: [m.out_features, m.in_features] for n, m in packed.items()})
 
 # %% ../nbs/14c_hf.ipynb #ee8ac810
+try: from transformers import PreTrainedConfig
+except ImportError: from transformers import PretrainedConfig as PreTrainedConfig      # transformers 4.x
+
+def _gated_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+    "`PreTrainedConfig.get_config_dict`, after `gate` when it reads a local TenPak folder: transformers parses nothing TenPak has not checked."
+    if isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+        f = tenpak_folder(Path(pretrained_model_name_or_path) / (kwargs.get('subfolder') or ''))
+        if f is not None: gate(f)
+    return _gated_config_dict.orig.__func__(cls, pretrained_model_name_or_path, **kwargs)
+
 def register():
-    "Make transformers read TenPak checkpoints (`quant_method: tenpak`); runs on `import tenpak.hf`."
+    "Make transformers read TenPak checkpoints (`quant_method: tenpak`), every TenPak folder through `gate` first; runs on `import tenpak.hf`."
     from transformers.quantizers import auto
+    cur = PreTrainedConfig.__dict__['get_config_dict']
+    _gated_config_dict.orig = getattr(cur.__func__, 'orig', cur)          # a re-import wraps transformers' own, not the old wrapper
+    PreTrainedConfig.get_config_dict = classmethod(_gated_config_dict)
     if auto.AUTO_QUANTIZER_MAPPING.get(HF_METHOD) is TenPakHfQuantizer: return
     auto.AUTO_QUANTIZER_MAPPING.pop(HF_METHOD, None); auto.AUTO_QUANTIZATION_CONFIG_MAPPING.pop(HF_METHOD, None)   # a re-import
     register_quantization_config(HF_METHOD)(TenPakConfig)
     register_quantizer(HF_METHOD)(TenPakHfQuantizer)
 
 def unregister():
-    "Forget the `tenpak` method (what a transformers without TenPak sees; for tests)."
+    "Forget the `tenpak` method and the gate (what a transformers without TenPak sees; for tests)."
     from transformers.quantizers import auto
+    cur = PreTrainedConfig.__dict__['get_config_dict']
+    PreTrainedConfig.get_config_dict = getattr(cur.__func__, 'orig', cur)
     auto.AUTO_QUANTIZER_MAPPING.pop(HF_METHOD, None); auto.AUTO_QUANTIZATION_CONFIG_MAPPING.pop(HF_METHOD, None)
 
 register()

@@ -79,10 +79,16 @@ def _vkey(name: str):
     return (0, int(m[1]), name) if m else (1, 0, name)
 
 def latest(records: Iterable[dict]) -> list[dict]:
-    "The newest record of each (recipe, model, data, seqlen), sorted seed-style (v10 < v11 < ... < others)."
+    "The newest compression-run record of each (recipe, model, data, seqlen), sorted seed-style (v10 < v11 < ... < others)."
     last = {}
-    for r in records: last[(r['recipe'], r['model'], r['data'], r['seqlen'])] = r
+    for r in records:
+        if r.get('kind', 'run') == 'run': last[(r['recipe'], r['model'], r['data'], r['seqlen'])] = r     # not the lm-eval scores
     return sorted(last.values(), key=lambda r: (r['model'], r['data'], r['seqlen'], _vkey(r['recipe'])))
+
+def _kl(r: dict) -> str:
+    "The KL and top-1 cells of a record ('—' where it has none)."
+    if r.get('kl_mean') is None: return '— | —'
+    return f"{r['kl_mean']:.4f} ({r['kl_p99']:.3f}) | {100 * r['top1_agree']:.1f}%"
 
 _ICON = {'PASS': '✅ PASS', 'TARGET': '🎯 TARGET', 'MARGINAL': '⚠️ MARGINAL', 'FAIL': '❌ FAIL'}
 
@@ -94,10 +100,10 @@ def table(records: Iterable[dict]) -> str:
         if k != key:
             key = k
             out += ['', f"## {r['model']} on {r['data']} (seqlen {r['seqlen']}, {r['tokens']} tokens, baseline PPL {r['ppl_base']:.3f})", '',
-                    '| Version | Compression | PPL Delta | Status | Strategy | bits/weight | vs FP16 |',
-                    '|---------|-------------|-----------|--------|----------|-------------|---------|']
+                    '| Version | Compression | PPL Delta | Status | Strategy | bits/weight | vs FP16 | KL mean (p99) | top-1 |',
+                    '|---------|-------------|-----------|--------|----------|-------------|---------|---------------|-------|']
         out.append(f"| {r['recipe']} | {r['ratio_fp32']:.2f}x | {r['ppl_delta_pct']:+.2f}% | {_ICON[r['status']]} | {r['strategy']} "
-                   f"| {r['linear_bpw']:.3f} | {r['ratio_fp16']:.2f}x |")
+                   f"| {r['linear_bpw']:.3f} | {r['ratio_fp16']:.2f}x | {_kl(r)} |")
     return '\n'.join(out).strip() + '\n'
 
 def best(records: Iterable[dict]) -> str:

@@ -20,7 +20,8 @@ from . import kernel as K
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'DIGEST', 'CONFIG', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed',
-           'tune_model', 'quant_config', 'hf_guard', 'checkpoint_digest', 'seal', 'save_packed', 'load_packed']
+           'tune_model', 'quant_config', 'hf_guard', 'checkpoint_digest', 'seal', 'save_packed', 'check_packed',
+           'load_packed', 'seal_pretrained']
 
 # %% ../nbs/14_pack.ipynb #785ea552
 FORMAT_VERSION = 2        # 2: tenpak.json lists every file's SHA-256, tenpak.sha256 holds tenpak.json's (1: the weights' only)
@@ -79,9 +80,10 @@ class PackedLinear(nn.Module):
         return CSR(self.crow, unpack_col16(self.col), self.val, (self.out_features, self.in_features))
 
     def forward(self, x):
-        if self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), self.bias)
+        b = None if self.bias is None else self.bias.to(x.dtype)      # the compute dtype is the input's (transformers may leave a buffer fp16)
+        if self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), b)
         y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
-                          nm=self.nm[0] if self.nm else None, meta=self.meta, bias=self.bias, check=False)
+                          nm=self.nm[0] if self.nm else None, meta=self.meta, bias=b, check=False)
         if self.crow is not None:
             x2 = x.reshape(-1, self.in_features)
             o = self._outliers()
@@ -259,16 +261,25 @@ def _field(d: dict, k: str):
     from transformers import AutoConfig
     return d.get(k, d.get(AutoConfig.for_model(d['model_type']).attribute_map.get(k, k)))
 
-def _check_config(d: dict, where: Path):
-    "Schema of config.json: a supported architecture, only keys its config class knows, values of their kinds, positive sizes."
+_DTYPE_NAMES = ('float16', 'bfloat16', 'float32')
+_ACTING_KEYS = ('auto_map', 'transformers_weights', 'fusion_config', 'kernel_config', 'distributed_config')   # undeclared keys transformers acts on
+
+def _check_config(d: dict, where: Path) -> dict:
+    "Schema of config.json: a supported architecture, the keys its config class knows with values of their kinds, positive sizes; returns `d` without the keys the class does not know (dropped, not refused)."
     from transformers import AutoConfig
     mt = d.get('model_type')
     if mt not in ARCHS: raise TenPakError(f"{where}: model_type must be one of {', '.join(ARCHS)}, got {mt!r}")
     default = {'rope_theta': 1.0, 'rope_scaling': None, 'torch_dtype': '', 'head_dim': None,     # + older transformers' keys, and head_dim
                **AutoConfig.for_model(mt).to_dict()}                                         # (Qwen3-MoE's is read, not declared)
+    acts = [k for k in d if k not in default and (k in _ACTING_KEYS or 'implementation' in k)]
+    if acts: raise TenPakError(f"{where}: {acts[0]!r} would change how transformers loads or runs the model: not in a TenPak checkpoint")
+    d = {k: v for k, v in d.items() if k in default}      # keys transformers writes on its own (`_model_name_or_path`, `unk_token_id`): dropped
     for k, v in d.items():
-        if k not in default: raise TenPakError(f"{where}: unknown key {k!r} for a {mt} config")
         if not _check_value(v, default[k]): raise TenPakError(f"{where}: {k} has a bad value {v!r}")
+    for k in ('dtype', 'torch_dtype'):
+        if d.get(k) is not None and d[k] not in _DTYPE_NAMES: raise TenPakError(f"{where}: {k} must be one of {', '.join(_DTYPE_NAMES)}, got {d[k]!r}")
+    if 'architectures' in d and not (isinstance(d['architectures'], list) and all(isinstance(a, str) for a in d['architectures'])):
+        raise TenPakError(f"{where}: architectures must be a list of class names")
     for k in _CONFIG_POS:
         if (v := _field(d, k)) is not None and not (k == 'sliding_window' and v == 0) and (not is_int(v) or v < 1): raise TenPakError(f"{where}: {k} must be a positive integer, got {v!r}")
     for k in ('rms_norm_eps', 'rope_theta'):
@@ -295,11 +306,21 @@ def _build_config(d: dict, tensors: dict, path: Path):
     try: return AutoConfig.for_model(**d)
     except Exception as e: raise TenPakError(f"{path / CONFIG}: not a valid {d['model_type']} config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
-def load_packed(path, device='cpu', dtype=torch.float16,
-                verify: bool = True,            # check every file against the checksums the checkpoint carries
-                digest: str | None = None,      # the expected `checkpoint_digest` (pins a checkpoint from elsewhere; implies verify)
-               ):
-    "Load a packed checkpoint as a Hugging Face model whose compressed Linears are `PackedLinear`, validating every file and tensor first."
+def _qc_agrees(qc, plan: Plan, shapes: dict) -> bool:
+    "Does config.json's `quantization_config` give every packed Linear the plan and shape of tenpak.json (in any order: transformers sorts JSON keys)?"
+    want = json.loads(json.dumps(quant_config(plan, shapes)))
+    try:
+        if not isinstance(qc, dict) or set(qc) != set(want) or any(qc[k] != want[k] for k in ('quant_method', 'version')): return False
+        if not isinstance(qc['plans'], list) or len(qc['plans']) != len(want['plans']) or not isinstance(qc['layers'], dict): return False
+        got = {n: (qc['plans'][v[0]], v[1:]) for n, v in qc['layers'].items() if is_int(v[0])}
+    except (TypeError, IndexError, KeyError): return False
+    return got == {n: (want['plans'][v[0]], v[1:]) for n, v in want['layers'].items()}
+
+def check_packed(path, dtype=torch.float16,
+                 verify: bool = True,            # check every file against the checksums the checkpoint carries
+                 digest: str | None = None,      # the expected `checkpoint_digest` (pins a checkpoint from elsewhere; implies verify)
+                ):
+    "The one gate every reader passes (`load_packed`, `tenpak.hf`, `tenpak.export`): validates every file and tensor of the packed folder `path`; returns (meta-device model with its `PackedLinear`s, the other tensors, tied)."
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
     path = Path(path)
@@ -331,6 +352,9 @@ def load_packed(path, device='cpu', dtype=torch.float16,
             raise TenPakError(f"{path / META}: shapes: {n} is {meta['shapes'][n]} but {CONFIG} makes it {list(lins[n].weight.shape)}")
         if lp.keep: continue
         own = {k[len(n) + 1:]: tensors.pop(k) for k in [k for k in tensors if k.startswith(n + '.')]}
+        if ('bias' in own) != (lins[n].bias is not None):     # biases exactly where the architecture has them (as for unpacked tensors)
+            raise TenPakError(f"{path / WEIGHTS}: {n}.bias " + ("is missing" if lins[n].bias is not None else
+                              f"is not part of a {config.model_type} model (its {n.rsplit('.', 1)[1]} has no bias)"))
         N, Kin = meta['shapes'][n]
         try: pl = PackedLinear(Kin, N, lp, own, dtype, n)      # validates every tensor and value
         except TenPakError as e: raise TenPakError(f"{path / WEIGHTS}: {e}") from None
@@ -347,9 +371,47 @@ def load_packed(path, device='cpu', dtype=torch.float16,
         if t is None: raise TenPakError(f"{path / WEIGHTS}: {k} is missing")
         if t.dtype != torch.float16 or t.shape != v.shape: raise TenPakError(f"{path / WEIGHTS}: {k} has {t.dtype} {tuple(t.shape)}, expected torch.float16 {tuple(v.shape)}")
         if not bool(torch.isfinite(t).all()): raise TenPakError(f"{path / WEIGHTS}: {k} holds NaN or inf")
-    if qc is not None and qc != json.loads(json.dumps(quant_config(plan, meta['shapes']))):
+    if qc is not None and not _qc_agrees(qc, plan, meta['shapes']):
         raise TenPakError(f"{path / CONFIG}: quantization_config does not match the plan in {META}")
+    return model, tensors, tied
+
+def load_packed(path, device='cpu', dtype=torch.float16,
+                verify: bool = True,            # check every file against the checksums the checkpoint carries
+                digest: str | None = None,      # the expected `checkpoint_digest` (pins a checkpoint from elsewhere; implies verify)
+               ):
+    "Load a packed checkpoint as a Hugging Face model whose compressed Linears are `PackedLinear`, validating every file and tensor first (`check_packed`)."
+    model, tensors, tied = check_packed(path, dtype, verify, digest)
     model.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=False, assign=True)
     if tied: model.tie_weights()
     rebuild_meta_buffers(model)
     return model.to(device).eval()
+
+def _fp16_file(p: Path, drop: set = frozenset()):
+    "Rewrite safetensors file `p` with its float tensors in fp16 and without the tensors `drop`, if it needs it (refusing values beyond fp16's range)."
+    from safetensors.torch import load_file, save_file
+    t = load_file(str(p))
+    if all(v.dtype == torch.float16 for v in t.values() if v.is_floating_point()) and not drop & set(t): return
+    t = {k: v for k, v in t.items() if k not in drop}
+    for k, v in t.items():
+        if v.is_floating_point():
+            t[k] = v.half().contiguous()
+            if not bool(torch.isfinite(t[k]).all()): raise TenPakError(f"{p}: {k} holds values beyond fp16's range (65504): it cannot be stored")
+    save_file(t, str(p), metadata={'format': 'tenpak'})
+
+def seal_pretrained(path) -> str:
+    "Give a folder written by `save_pretrained` of a TenPak model (`tenpak.hf`, or `load_packed`) its manifest: `tenpak.json` (the plan of its `quantization_config`) and `tenpak.sha256`, float tensors in fp16; returns the digest. Sealing is vouching for the files: do it where they were written."
+    path = Path(path)
+    if (path / META).exists(): raise TenPakError(f"{path / META} exists: the folder is sealed already (a stale manifest of an older save? delete it first)")
+    qc = _json(path / CONFIG).get('quantization_config')
+    if not isinstance(qc, dict) or qc.get('quant_method') != HF_METHOD: raise TenPakError(f"{path / CONFIG} has no TenPak quantization_config: not a TenPak model")
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path / WEIGHTS), framework='pt') as f: guard = [k[:-len('.weight')] for k in f.keys() if k.endswith('.weight') and f.get_slice(k).get_shape() == [0]]
+        layers = sorted(qc['layers'].items(), key=lambda kv: kv[0] not in guard)      # the guarded Linear first (`hf_guard`)
+        plan = Plan({n: LayerPlan.from_dict(qc['plans'][i]) for n, (i, N, K) in layers})
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e: raise TenPakError(f"{path / CONFIG}: malformed quantization_config: {e}") from None
+    except Exception as e: raise TenPakError(f"cannot read {path / WEIGHTS}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    shapes = {n: [N, K] for n, (i, N, K) in qc['layers'].items()}
+    _fp16_file(path / WEIGHTS, {f'{n}.zeros' for n, lp in plan if lp.sym})   # a load_packed model saved: fp16 as stored, no constant zeros
+    (path / META).write_text(json.dumps(dict(format='tenpak', version=FORMAT_VERSION, plan=plan.to_dict(), shapes=shapes), indent=1))
+    return seal(path)

@@ -16,13 +16,14 @@ from .arch import ATTN_ROLES, MLP_ROLES, bos_id
 from .accounting import model_bits
 from .data import load_corpus, tokenize, calib_windows
 from .zoo import load_model, default_seqlen
-from .eval import PPL, perplexity, as_windows, max_context
+from .eval import PPL, perplexity, as_windows, max_context, check_reference
 from .calib import collect_stats, too_few_tokens, weight_only
 from .core import LayerPlan, get_method
 from .fisher import fisher_diag
 from .plan import build_plan, group_ladder, DEFAULT_CANDIDATES, _fit
 from .accounting import linear_bits
 from .apply import compress_model
+from .rotate import rotatable, rotate_model
 from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
@@ -107,6 +108,13 @@ _CMP += [_rtn(2, 128), _gptq(4, 128), _gptq(3, 128), _gptq(3, 64), _gptq(2, 64),
          _seed('gptq-v22', 'v22 (v16 + selective 3:4 MLP) with GPTQ / SparseGPT inside', _V22, allocation='fisher')]
 for _r in _CMP[-2:]: _r.defaults.update(method='gptq')      # no act-order: N:M runs are consecutive columns
 BUILTINS.update({r.name: r for r in _CMP})
+
+def _rot(name: str) -> Recipe:
+    "The built-in `name` on a rotated model (`tenpak.rotate`: residual stream and heads, randomized Hadamard, seed 0)."
+    r = BUILTINS[name]
+    return Recipe.from_dict({**r.to_dict(), 'name': f'rot-{name}', 'strategy': f'{r.strategy}; rotated (randomized Hadamard)', 'rotate': True})
+BUILTINS.update({f'rot-{n}': _rot(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25',
+                                               'gptq-budget-2.5', 'gptq-budget-2.29')})
 DEFAULT_RECIPE = 'rtn-int4-g128'
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
@@ -204,6 +212,7 @@ class Result:
     model: object = field(repr=False, default=None)
     tokenizer: object = field(repr=False, default=None)
     applied: object = field(repr=False, default=None)
+    baseline: PPL | None = field(repr=False, default=None)   # the float measurement with its summary: `run(..., baseline=res.baseline)` reuses both
 
     def row(self) -> str:
         "The record as one seed-style table row."
@@ -222,7 +231,10 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         log: str | Path | bool | None = None,   # log path; None: default log; False: do not log
         save_dir: str | Path | None = None,  # write plan.json and record.json here (and the packed checkpoint if pack=True)
         pack: bool = False,                  # also write a packed checkpoint to save_dir/packed
-        baseline: float | None = None,       # baseline PPL already measured on these windows (skips re-measuring it)
+        baseline: float | PPL | None = None, # baseline already measured on these windows: a PPL with its float summary (a previous
+                                             # `res.baseline`, or `perplexity(..., summarize=True)`) skips the float pass; a number
+                                             # is the record's ppl_base, and the float summary for KL costs one float pass
+        kl: bool = True,                     # measure KL(float ‖ compressed) and top-1 agreement (not in stream mode)
         plan: Plan | str | Path | None = None,   # replay this plan (or plan.json) instead of planning: no scoring, no AWQ search
         progress: bool = True,
         tokenizer=None,                      # the tokenizer of a loaded `model`
@@ -238,7 +250,8 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     if eval_windows is not None and (not is_int(eval_windows) or eval_windows < 1):
         raise TenPakError(f"eval_windows must be an integer >= 1 (leave it out for all windows), got {eval_windows!r}")
     if not is_int(batch_size) or batch_size < 1: raise TenPakError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if baseline is not None and not (isinstance(baseline, (int, float)) and math.isfinite(baseline) and baseline > 0):
+    bval = baseline.ppl if isinstance(baseline, PPL) else baseline
+    if baseline is not None and not (isinstance(bval, (int, float)) and not isinstance(bval, bool) and math.isfinite(bval) and bval > 0):
         raise TenPakError(f"baseline must be a positive perplexity, got {baseline!r}")
     device = check_device(device)
     dtype = dtype or (torch.float16 if device.type == 'cuda' else torch.float32)
@@ -259,15 +272,27 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         ctx = max_context(mdl)
         if ctx is not None and seqlen > ctx: raise TenPakError(f"seqlen {seqlen} is longer than the model's context ({ctx})")
         check_recipe(mdl, rec)
+        rot = given.meta.get('rotation') if given is not None else rec.rotate      # a replayed plan rotates as it was made
+        if rot and (why := rotatable(mdl)): raise TenPakError(f"recipe {rec.name!r} rotates the model, but {why}")
     with st('tokenize'):
         test = as_windows(tokenize(tok, corpus.test), seqlen, bos)
         if eval_windows: test = test[:eval_windows]
         train_ids = tokenize(tok, corpus.train)
         if train_ids.numel() < seqlen: raise TenPakError(f"{data}: the training text has {train_ids.numel()} tokens, fewer than one calibration window of {seqlen}")
-    ppl = (lambda: perplexity_streaming(mdl, test, batch_size=batch_size, device=device, progress=progress)) if stream else \
-          (lambda: perplexity(mdl, test, batch_size=batch_size, progress=progress))
-    with st('baseline_ppl'):
-        base = ppl() if baseline is None else PPL(float(baseline), math.log(baseline), test[:, 1:].numel(), test.shape[1], len(test), 0.0)
+    kl = kl and not stream                               # streaming scores the last block's output without logits
+    ppl = (lambda **kw: perplexity_streaming(mdl, test, batch_size=batch_size, device=device, progress=progress)) if stream else \
+          (lambda **kw: perplexity(mdl, test, batch_size=batch_size, progress=progress, **kw))
+    if isinstance(baseline, PPL):
+        if baseline.tokens != test[:, 1:].numel(): raise TenPakError("the given baseline was measured on other windows than this run's")
+        if baseline.reference is not None: check_reference(baseline.reference, test)
+    with st('baseline_ppl'):                             # the float pass: PPL and, for KL, the float summary
+        if baseline is None: base = ppl(summarize=kl)
+        elif isinstance(baseline, PPL) and (baseline.reference is not None or not kl): base = baseline
+        else:
+            fr = ppl(summarize=True).reference if kl else None
+            base = PPL(float(bval), math.log(bval), test[:, 1:].numel(), test.shape[1], len(test), 0.0, reference=fr)
+    if rot:                                              # after the float baseline; every statistic below is taken rotated
+        with st('rotate'): rot = rotate_model(mdl, rot, calib=calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos))
     fisher = None
     if (rec.needs_fisher if given is None else any(lp.reads_fisher for _, lp in given)):
         with st('fisher'):
@@ -285,18 +310,20 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                                device=device, progress=progress)
             score = hessian_score(hs, fisher)
     with st('plan'): plan = given or build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
+    if rot: plan.meta['rotation'] = rot
     with st('compress'):
         calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos)
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
                                  device=device, keep_parts=pack, progress=progress)
     plan = applied.plan                                  # with the AWQ scales the search found: replayable
-    with st('compressed_ppl'): comp = ppl()
+    with st('compressed_ppl'): comp = ppl(reference=base.reference) if kl and base.reference is not None else ppl()
     bits = model_bits(mdl, plan, applied.outlier_counts)
     delta = (comp.ppl / base.ppl - 1) * 100
     record = dict(recipe=rec.name, strategy=rec.strategy, recipe_spec=rec.to_dict(), model=name, data=str(data),
                   seqlen=seqlen, tokens=base.tokens, windows=base.windows, calib_samples=rec.calib_samples,
                   fisher_samples=rec.fisher_samples if fisher is not None else 0, seed=seed,
-                  ppl_base=base.ppl, ppl=comp.ppl, ppl_delta_pct=delta, **bits.summary(),
+                  ppl_base=base.ppl, ppl=comp.ppl, ppl_delta_pct=delta, kl_mean=comp.kl_mean, kl_p99=comp.kl_p99, top1_agree=comp.top1_agree,
+                  kl_method=comp.kl_method, **bits.summary(),
                   status=rlog.status(delta, bits.ratio(32)), plan_summary=plan.summary(),
                   plan_notes=sorted({lp.note for _, lp in plan if lp.note}), outliers=sum(applied.outlier_counts.values()),
                   awq=applied.awq, plan_given=given is not None, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
@@ -312,4 +339,4 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     if log is not False:
         try: rlog.append(record, None if log in (None, True) else log)
         except OSError as e: raise TenPakError(f"cannot append to the results log: {e}") from None
-    return Result(record, plan, mdl, tok, applied)
+    return Result(record, plan, mdl, tok, applied, base)
