@@ -4,6 +4,12 @@
 GPU run (about 3-4 minutes on an H100):   python bench/decode.py --out $OUT/decode_bench.json
 CPU check of this script (tiny config, eager loop only, timings meaningless):   python bench/decode.py --smoke
 
+CPU mode (`--cpu`, results/cpu_decode.md): real models (ref-tiny, SmolLM2-135M), transformers' `generate`, batch 1,
+greedy, 128 new tokens, float32 vs bf16 vs packed INT4 g128 (`tenpak run --recipe rtn-int4-g128 --pack`, made if
+missing) with float32 and with bf16 activations (torch's CPU INT4 kernel, `tenpak.cpu_kernel`) and the reference path
+it replaced; each variant in its own worker process (tokens/s, resident memory, weight bytes), threads and machine
+recorded:   OMP_NUM_THREADS=1 python bench/decode.py --cpu --threads 1
+
 Model: transformers' default `MistralConfig()` (7.24B parameters; `sliding_window` set to None, which changes
 nothing below 4096 tokens and keeps the static cache a plain one), random fp16 weights (seeded normal(0, 0.02),
 norms 1), built on the meta device and materialised on the GPU. Variants, one after another (peak memory is
@@ -53,6 +59,7 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-tune', action='store_true', help='keep the default kernel tiling (no tune_config per Linear shape)')
     p.add_argument('--budget', type=float, default=300., help='seconds; stages that would start later are skipped')
+    cpu_args(p)
     return p.parse_args(argv)
 
 
@@ -233,6 +240,8 @@ def first_divergence(a: list, b: list):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.cpu_worker: return cpu_worker(args)
+    if args.cpu: return cpu_main(args)
     sys.path.insert(0, str(ROOT))
     import torch
     from tenpak.core import LayerPlan, Plan, find_linears, layer_kind
@@ -503,6 +512,152 @@ def table(res) -> str:
         if r.get('attention_2_4_error'): lines.append(f"\n{name}: 2:4 on attention failed ({r['attention_2_4_error'][:200]}); MLP-only 2:4 used")
     if res.get('skipped'): lines.append(f"\nskipped: {', '.join(res['skipped'])}")
     if res.get('errors'): lines.append('errors: ' + '; '.join(f"{k}: {v[:200]}" for k, v in res['errors'].items()))
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CPU mode (--cpu): real models, transformers' generate, one worker process per variant (clean resident memory)
+# ---------------------------------------------------------------------------------------------------------------
+CPU_MODELS = ('ref-tiny', 'smollm2-135m')
+CPU_VARIANTS = ('float32', 'bf16', 'int4-g128', 'int4-g128-bf16', 'int4-g128-ref')
+CPU_WHAT = {'float32': 'float32 (dense)', 'bf16': 'bf16 (dense)',
+            'int4-g128': "packed INT4 g128, float32 model, cpu_kernel='always' (torch CPU INT4 kernel, run in bf16)",
+            'int4-g128-bf16': 'packed INT4 g128, bf16 model (torch CPU INT4 kernel, the default for bf16)',
+            'int4-g128-ref': "packed INT4 g128, float32, cpu_kernel='off': reference path (dequantize + matmul; before issue 23)"}
+PROMPT = 'The history of the city begins with a small settlement on the river, where'
+
+
+def cpu_args(p):
+    p.add_argument('--cpu', action='store_true', help='CPU mode: real models (--models), transformers generate, batch 1, greedy')
+    p.add_argument('--models', default=','.join(CPU_MODELS), help='CPU mode: comma-separated subset of ' + ','.join(CPU_MODELS))
+    p.add_argument('--cpu-variants', default=','.join(CPU_VARIANTS), help='CPU mode: comma-separated subset of ' + ','.join(CPU_VARIANTS))
+    p.add_argument('--packed-dir', default='/tmp/tenpak_decode_cpu',
+                   help='CPU mode: folder of the packed checkpoints (<model>-rtn-int4-g128, made with `tenpak run ... --pack` if missing)')
+    p.add_argument('--threads', type=int, default=1, help='CPU mode: torch threads')
+    p.add_argument('--ref-tokens', type=int, default=16, help='CPU mode: new tokens for the slow reference-path variant')
+    p.add_argument('--note', default='', help='CPU mode: free text recorded with the results (e.g. other load on the machine)')
+    p.add_argument('--cpu-worker', default=None, help=argparse.SUPPRESS)
+
+
+def _rss_mib() -> float:
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def cpu_worker(args):
+    "One variant of one model in this process: load, warm up, time generate; prints one JSON line."
+    import torch
+    sys.path.insert(0, str(ROOT))
+    from tenpak.zoo import load_model
+    from tenpak.pack import load_packed, PackedLinear
+    job = json.loads(args.cpu_worker)
+    torch.set_num_threads(args.threads); torch.set_grad_enabled(False)
+    name, var, n = job['model'], job['variant'], job['tokens']
+    rss0 = _rss_mib()
+    t = time.perf_counter()
+    if var in ('float32', 'bf16'):
+        model, tok = load_model(name)
+        if var == 'bf16': model = model.to(torch.bfloat16)
+    else:
+        from transformers import AutoTokenizer
+        model = load_packed(job['packed'], dtype=torch.bfloat16 if var.endswith('bf16') else torch.float32)
+        tok = AutoTokenizer.from_pretrained(job['packed'])
+        PackedLinear.cpu_kernel = 'off' if var == 'int4-g128-ref' else 'always' if var == 'int4-g128' else 'bf16'
+    load_s = time.perf_counter() - t
+    ids = tok(PROMPT, return_tensors='pt')
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    def gen(k):
+        t0 = time.perf_counter()
+        out = model.generate(**ids, max_new_tokens=k, min_new_tokens=k, do_sample=False, pad_token_id=pad)
+        return time.perf_counter() - t0, out[0, ids.input_ids.shape[1]:].tolist()
+    gen(4)                                                 # warm-up (also builds the CPU kernel's packed weights)
+    packed = [m for m in model.modules() if isinstance(m, PackedLinear)]
+    fast = sum(bool(m._cpu) for m in packed)
+    t1 = min(gen(1)[0] for _ in range(2))                  # prefill + 1 token
+    runs = [gen(n) for _ in range(job['repeats'])]
+    tn = statistics.median(r[0] for r in runs)
+    wbytes = sum(p.numel() * p.element_size() for p in model.parameters()) + \
+             sum(b.numel() * b.element_size() for b in model.buffers() if b.data_ptr() not in {p.data_ptr() for p in model.parameters()})
+    cache = sum(m._cpu[1][0].nbytes + m._cpu[1][1].nbytes for m in packed if m._cpu)
+    print(json.dumps(dict(model=name, variant=var, what=CPU_WHAT[var], tokens=n, load_s=round(load_s, 2),
+                          prefill_1_s=round(t1, 4), generate_s=round(tn, 3), decode_tok_s=(n - 1) / (tn - t1), end_to_end_tok_s=n / tn,
+                          weights_mib=wbytes / 2**20, cpu_kernel_cache_mib=cache / 2**20, rss_mib=_rss_mib(), rss_before_load_mib=rss0,
+                          packed_linears=len(packed), packed_linears_on_cpu_kernel=fast, threads=torch.get_num_threads(),
+                          generated=runs[0][1])))
+
+
+def _cpu_packed(name: str, folder: Path, log) -> Path:
+    "The packed rtn-int4-g128 checkpoint of `name` (made with the CLI if missing)."
+    import subprocess
+    d = folder / f'{name}-rtn-int4-g128'
+    if not (d / 'packed' / 'tenpak.json').is_file():
+        cmd = [sys.executable, '-m', 'tenpak.cli', 'run', '--model', name, '--recipe', 'rtn-int4-g128', '--pack', '--save-dir', str(d),
+               '--eval-windows', '2', '--no-log']
+        log('making', d, ':', ' '.join(cmd[2:]))
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return d / 'packed'
+
+
+def cpu_main(args):
+    import platform, subprocess
+    sys.path.insert(0, str(ROOT))
+    from tenpak.log import environment
+    t_start = time.perf_counter()
+    log = lambda *a: print(f"[{time.perf_counter() - t_start:6.1f}s]", *a, flush=True)
+    out = Path(args.out or ROOT / 'results' / 'cpu_decode.json')
+    n = args.tokens or 128
+    models = [m.strip() for m in args.models.split(',') if m.strip()]
+    variants = [v.strip() for v in args.cpu_variants.split(',') if v.strip()]
+    bad = [v for v in variants if v not in CPU_VARIANTS] + [m for m in models if m not in CPU_MODELS]
+    if bad: sys.exit(f"unknown model(s) / variant(s) {bad}")
+    cpu_name = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+    res = dict(script='bench/decode.py --cpu', env=dict(environment(), cpu=cpu_name, threads=args.threads, note=args.note),
+               config=dict(batch=1, greedy=True, new_tokens=n, prompt=PROMPT, ref_path_tokens=args.ref_tokens, runner='transformers generate (dynamic cache)'),
+               notes=["decode tok/s = (tokens - 1) / (time of generate(tokens) - time of generate(1)): prefill excluded, median of --repeats",
+                      "rss_mib: the worker process's resident memory after decoding (its own process per variant); growth: minus its RSS after imports, before loading",
+                      "weights_mib: parameters + buffers; cpu_kernel_cache_mib: the CPU INT4 kernel's packed copy, built on the first call"],
+               results=[])
+    for name in models:
+        packed = _cpu_packed(name, Path(args.packed_dir), log) if any(v.startswith('int4') for v in variants) else None
+        for var in variants:
+            job = dict(model=name, variant=var, packed=str(packed) if packed else None,
+                       tokens=args.ref_tokens if var.endswith('-ref') else n, repeats=1 if var.endswith('-ref') else max(1, args.repeats))
+            cmd = [sys.executable, __file__, '--cpu-worker', json.dumps(job), '--threads', str(args.threads)]
+            p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if p.returncode:
+                log(f"{name} {var}: failed\n{p.stderr[-2000:]}"); res['results'].append(dict(model=name, variant=var, error=p.stderr[-2000:])); continue
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            res['results'].append(r)
+            log(f"{name:13s} {var:15s} {r['decode_tok_s']:7.2f} tok/s decode | weights {r['weights_mib']:7.1f} MiB "
+                f"(+{r['cpu_kernel_cache_mib']:.1f} kernel copy) | RSS {r['rss_mib']:7.1f} MiB")
+            out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1))
+    for name in models:
+        rs = {r['variant']: r for r in res['results'] if r['model'] == name and 'error' not in r}
+        base = rs.get('float32')
+        for r in rs.values():
+            if base:
+                r['speedup_vs_float32'] = r['decode_tok_s'] / base['decode_tok_s']
+                k = min(len(r['generated']), len(base['generated']))
+                r['first_divergence_vs_float32'] = next((i for i in range(k) if r['generated'][i] != base['generated'][i]), None)
+    out.write_text(json.dumps(res, indent=1))
+    log(f"wrote {out}")
+    print(cpu_table(res))
+
+
+def cpu_table(res) -> str:
+    e = res['env']
+    lines = [f"\n{e.get('cpu')} ({e.get('cpu_count')} cores), torch {e.get('torch')} with {e.get('threads')} thread(s), transformers "
+             f"{e.get('transformers')}; batch 1, greedy, {res['config']['new_tokens']} new tokens. {e.get('note', '')}\n",
+             "| model | variant | decode tok/s | vs float32 | weights MiB (+ CPU-kernel copy) | RSS MiB (growth from load + decode) | first token differing from float32 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in res['results']:
+        if 'error' in r: lines.append(f"| {r['model']} | {r['variant']} | error | | | | |"); continue
+        sp = r.get('speedup_vs_float32')
+        fd = r.get('first_divergence_vs_float32', '-')
+        lines.append(f"| {r['model']} | {r['what']} | {r['decode_tok_s']:.2f} | {'-' if sp is None else f'{sp:.2f}x'} | "
+                     f"{r['weights_mib']:.1f} (+{r['cpu_kernel_cache_mib']:.1f}) | {r['rss_mib']:.0f} ({r['rss_mib'] - r['rss_before_load_mib']:+.0f}) | "
+                     f"{'none in ' + str(r['tokens']) if fd is None else fd} |")
     return '\n'.join(lines)
 
 

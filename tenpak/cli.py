@@ -176,18 +176,21 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/17_cli.ipynb #e5f1a2c3
 def _export_parser(sub):
-    e = sub.add_parser('export', help='write a packed checkpoint as a dense Hugging Face checkpoint or as compressed-tensors pack-quantized')
+    e = sub.add_parser('export', help='write a packed checkpoint as a dense Hugging Face checkpoint, compressed-tensors pack-quantized or a llama.cpp GGUF file')
     e.add_argument('src', help='packed TenPak folder (from `tenpak run --pack` or save_packed)')
-    e.add_argument('out', help='folder to write (replaced if it exists)')
-    e.add_argument('--format', choices=['dense', 'compressed-tensors'], default='dense',
-                   help='dense: any plan, loads with plain transformers (default); compressed-tensors: pack-quantized INT2/4/8 without outliers or N:M, for vLLM / transformers')
+    e.add_argument('out', help='folder to write (replaced if it exists); for gguf a folder (model.gguf is written in it) or a .gguf path')
+    e.add_argument('--format', choices=['dense', 'compressed-tensors', 'gguf'], default='dense',
+                   help='dense: any plan, loads with plain transformers (default); compressed-tensors: pack-quantized INT2/4/8 without outliers or N:M, '
+                        'for vLLM / transformers; gguf: a llama.cpp file (Llama / Mistral), exact Q4_0 / Q4_1 / Q8_0 where the scheme maps, '
+                        'otherwise re-quantized with each tensor\'s error printed')
     e.add_argument('--dtype', choices=['float16', 'bfloat16', 'float32'], default=None,
                    help="dtype of the written tensors (default: the source model's, config.json's dtype, float16 if it has none; compressed-tensors of a bf16 source: float32)")
 
 def _export(args):
     "`tenpak export` (see `tenpak.export`)."
     from tenpak.export import export
-    print(f"wrote {export(args.src, args.out, format=args.format, dtype=args.dtype)} ({args.format}, {args.dtype or 'source dtype'})")
+    print(f"wrote {export(args.src, args.out, format=args.format, dtype=args.dtype)} ({args.format}"
+          + ('' if args.format == 'gguf' else f", {args.dtype or 'source dtype'}") + ")")
 
 # %% ../nbs/17_cli.ipynb #8d86568a
 if __name__ == '__main__': sys.exit(main())           # python -m tenpak.cli, where the `tenpak` script is not installed

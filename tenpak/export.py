@@ -1,4 +1,4 @@
-"""`tenpak export`: a packed model as a standard dense Hugging Face checkpoint (any plan), or as a compressed-tensors `pack-quantized` checkpoint (the plans it can hold exactly) for vLLM and transformers + compressed-tensors.
+"""`tenpak export`: a packed model as a standard dense Hugging Face checkpoint (any plan), or as a GGUF file for llama.cpp (`export_gguf`), or as a compressed-tensors `pack-quantized` checkpoint (the plans it can hold exactly) for vLLM and transformers + compressed-tensors.
 
 Docs: https://tenpak.github.io/tenpak/export.html.md"""
 
@@ -15,7 +15,8 @@ from .pack import PackedLinear, load_packed, META, WEIGHTS
 from .arch import get_arch, native_state_dict
 
 # %% auto #0
-__all__ = ['DTYPES', 'CT_BITS', 'export_dense', 'ct_refusal', 'export_compressed_tensors', 'export']
+__all__ = ['DTYPES', 'CT_BITS', 'GGUF_ARCH', 'export_dense', 'ct_refusal', 'export_compressed_tensors', 'export', 'gguf_name',
+           'gguf_twin', 'export_gguf']
 
 # %% ../nbs/14d_export.ipynb #b06a7354
 DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16, 'float32': torch.float32}
@@ -159,7 +160,127 @@ def export_compressed_tensors(src,              # packed folder, or a model with
     return _write(model, t, out_dir, tokenizer or tok, dt, qc)
 
 def export(src, out_dir, format='dense', dtype=None) -> Path:
-    "`export_dense` (format 'dense') or `export_compressed_tensors` (format 'compressed-tensors'); `dtype` None: the source's."
+    "`export_dense` (format 'dense'), `export_compressed_tensors` (format 'compressed-tensors') or `export_gguf` (format 'gguf': `out_dir/model.gguf`, or `out_dir` itself if it ends in .gguf; `dtype` does not apply); `dtype` None: the source's."
     if format == 'dense': return export_dense(src, out_dir, dtype)
     if format == 'compressed-tensors': return export_compressed_tensors(src, out_dir, dtype)
-    raise TenPakError(f"format must be 'dense' or 'compressed-tensors', got {format!r}")
+    if format == 'gguf':
+        if dtype is not None: raise TenPakError("GGUF export writes GGUF block types (and F16 / F32): --dtype does not apply")
+        return export_gguf(src, out_dir)
+    raise TenPakError(f"format must be 'dense', 'compressed-tensors' or 'gguf', got {format!r}")
+
+# %% ../nbs/14d_export.ipynb #ef1c7ed2
+GGUF_ARCH = {'llama': 'llama', 'mistral': 'llama'}     # model_type -> llama.cpp architecture (llama.cpp runs Mistral as llama)
+_GGUF_BLOCK = {'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
+               'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+               'input_layernorm': 'attn_norm', 'post_attention_layernorm': 'ffn_norm'}
+_GGUF_TOP = {'model.embed_tokens': 'token_embd', 'model.norm': 'output_norm', 'lm_head': 'output'}
+
+def gguf_name(name: str) -> str:
+    "The llama.cpp tensor name of a Llama / Mistral state-dict key (`model.layers.3.mlp.up_proj.weight` -> `blk.3.ffn_up.weight`)."
+    mod, _, kind = name.rpartition('.')
+    if mod in _GGUF_TOP: return f"{_GGUF_TOP[mod]}.{kind}"
+    parts = mod.split('.', 3)
+    if len(parts) == 4 and parts[:2] == ['model', 'layers'] and parts[3] in _GGUF_BLOCK: return f"blk.{parts[2]}.{_GGUF_BLOCK[parts[3]]}.{kind}"
+    raise TenPakError(f"GGUF export: no llama.cpp name for {name}")
+
+def _rope_permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    "llama.cpp's row order for q / k projections (its `convert_hf_to_gguf.py` permute; transformers' GGUF loader reverses it)."
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+def gguf_twin(m: PackedLinear) -> tuple[str | None, str]:
+    "(the GGUF type that holds this packed layer exactly, or None; why not): groups a multiple of 32 inputs, no outliers; INT4 symmetric -> Q4_0, INT2/3/4 otherwise -> Q4_1, INT8 symmetric -> Q8_0; N:M-pruned weights as the zero code."
+    if m.crow is not None: return None, "fp16 outliers (GGUF has no sparse residual)"
+    if m.group_size % 32: return None, f"groups of {m.group_size} inputs (GGUF blocks hold 32)"
+    if m.nm and not m.plan.sym and not bool((m.zeros == m.zeros.round()).all()):
+        return None, f"{m.nm[0]}:{m.nm[1]} sparsity with fractional zeros (a pruned weight is exactly 0 only at an integer zero code)"
+    if m.bits == 8: return ('Q8_0', '') if m.plan.sym else (None, "INT8 asymmetric (Q8_0 is symmetric)")
+    return ('Q4_0' if m.bits == 4 and m.plan.sym else 'Q4_1'), ''
+
+def _blocks(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, g: int, qtype: str):
+    "GGUF block bytes `(N, K/32 · bytes per block)` of codes `(N, K)` with scales / zeros `(N, K // g)`: exact but for fp16 storage of Q4_1's `-z·s`."
+    import numpy as np
+    N, K = codes.shape
+    rep = lambda t: t.float().repeat_interleave(g // 32, 1).reshape(N, K // 32, 1)
+    d = rep(scales).half().numpy().view(np.uint8)                              # fp16 scales: TenPak's own (exact)
+    c = codes.to(torch.int16).reshape(N, K // 32, 32)
+    if qtype == 'Q8_0': return np.concatenate([d, (c - 128).to(torch.int8).numpy().view(np.uint8)], -1).reshape(N, -1)
+    qs = (c[..., :16] | (c[..., 16:] << 4)).to(torch.uint8).numpy()        # byte j: codes j and j + 16 (ggml's nibble order)
+    if qtype == 'Q4_0': return np.concatenate([d, qs], -1).reshape(N, -1)     # w = d·(q - 8): the symmetric mid code is 8
+    mn = (-rep(zeros) * rep(scales)).half().numpy().view(np.uint8)             # w = d·q + m with m = -z·s (fp16: the one rounding)
+    return np.concatenate([d, mn, qs], -1).reshape(N, -1)
+
+def _gguf_tokenizer(w, tok, cfg):
+    "A byte-level BPE tokenizer as GGUF's `gpt2` model (what llama.cpp and transformers read); others are left out, with a note."
+    tj = json.loads(tok.backend_tokenizer.to_str()) if getattr(tok, 'backend_tokenizer', None) is not None else {}
+    if tj.get('model', {}).get('type') != 'BPE': print("GGUF export: tokenizer is not byte-level BPE: written without one"); return
+    vocab, added = tj['model']['vocab'], {t['id']: t for t in tj.get('added_tokens', [])}
+    for i, t in added.items(): vocab.setdefault(t['content'], i)
+    V = cfg.vocab_size
+    toks, types = [f'[PAD{i}]' for i in range(V)], [5] * V                     # 5: unused (ids with no token)
+    for s, i in vocab.items():
+        if i < V: toks[i], types[i] = s, (3 if i in added and added[i].get('special') else 1)   # 3: control, 1: normal
+    merges = [m if isinstance(m, str) else ' '.join(m) for m in tj['model'].get('merges', [])]
+    w.add_tokenizer_model('gpt2'); w.add_tokenizer_pre('default')
+    w.add_token_list(toks); w.add_token_types(types); w.add_token_merges(merges)
+    for k, f in (('bos_token_id', w.add_bos_token_id), ('eos_token_id', w.add_eos_token_id), ('pad_token_id', w.add_pad_token_id)):
+        v = getattr(cfg, k, None)
+        if isinstance(v, int): f(v)
+
+def export_gguf(src,                 # packed folder, or a model with `PackedLinear`s
+                out,                 # a .gguf file, or a folder (written as `model.gguf` in it)
+                tokenizer=None,      # default: the packed folder's
+                verbose: bool = True # print each re-quantized tensor's relative error
+               ) -> Path:
+    "A GGUF file of a packed Llama / Mistral model: GGUF block twins (Q4_0 / Q4_1 / Q8_0, `gguf_twin`) where TenPak's scheme has one, else TenPak's dequantized weight re-quantized to the nearest type (Q4_1 for <= 4 bits, Q8_0 for 8, F16 when K % 32), each such tensor's relative error printed."
+    import numpy as np
+    try: import gguf
+    except ImportError: raise TenPakError("GGUF export needs the gguf package: pip install 'tenpak[export]' (or pip install gguf)") from None
+    model, tok, _ = _source(src)
+    cfg = model.config
+    if cfg.model_type not in GGUF_ARCH: raise TenPakError(f"GGUF export supports {', '.join(GGUF_ARCH)} models, got {cfg.model_type}")
+    rs = getattr(cfg, 'rope_parameters', None) or getattr(cfg, 'rope_scaling', None) or {}
+    if rs.get('rope_type', 'default') != 'default': raise TenPakError(f"GGUF export: rope type {rs['rope_type']!r} is not written (default RoPE only)")
+    theta = rs.get('rope_theta', getattr(cfg, 'rope_theta', 10000.0))
+    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = getattr(cfg, 'head_dim', None) or cfg.hidden_size // nh
+    out = Path(out); path = out if out.suffix == '.gguf' else out / 'model.gguf'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), GGUF_ARCH[cfg.model_type])
+    w.add_name(f"tenpak {cfg.model_type}")       # transformers reads 'mistral' in the name as a Mistral model
+    w.add_context_length(cfg.max_position_embeddings); w.add_embedding_length(cfg.hidden_size); w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size); w.add_head_count(nh); w.add_head_count_kv(nkv)
+    w.add_rope_dimension_count(hd); w.add_rope_freq_base(float(theta)); w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+    w.add_vocab_size(cfg.vocab_size); w.add_key_length(hd); w.add_value_length(hd); w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    _gguf_tokenizer(w, tokenizer or tok, cfg)
+    packed = _packed(model)
+    perm = lambda n, t: _rope_permute(t, nh) if n.endswith('q_proj') else _rope_permute(t, nkv) if n.endswith('k_proj') else t
+    report = {}
+    for k, v in _plain_tensors(model, torch.float32, packed).items():
+        if 'norm' in k: w.add_tensor(gguf_name(k), v.numpy())                                   # norms in F32 (llama.cpp's)
+        else: w.add_tensor(gguf_name(k), perm(k.rsplit('.', 1)[0], v).half().numpy())         # fp16 as stored by TenPak: exact
+    for n, m in packed.items():
+        if m.bias is not None: raise TenPakError(f"GGUF export: {n} has a bias (not in the {GGUF_ARCH[cfg.model_type]} layout)")
+        qt, why = gguf_twin(m)
+        w_ref = perm(n, m.dequantize(torch.float32))
+        if qt:
+            codes, mask = m.codes()
+            if mask is not None:        # pruned positions as the zero code: exactly 0 (integer zeros; symmetric: the mid code)
+                zc = m.zeros.t().float().round().repeat_interleave(m.group_size, 1).to(codes.dtype)
+                codes = torch.where(mask, codes, zc)
+            codes = perm(n, codes); s = perm(n, m.scales.t().float()); z = perm(n, m.zeros.t().float())
+            data = _blocks(codes, s, z, m.group_size, qt)
+        else:
+            qt = 'F16' if m.in_features % 32 else 'Q4_1' if m.bits <= 4 else 'Q8_0'
+            data = w_ref.half().numpy() if qt == 'F16' else gguf.quants.quantize(w_ref.numpy(), gguf.GGMLQuantizationType[qt])
+        ggml_t = gguf.GGMLQuantizationType[qt]
+        back = torch.from_numpy(np.asarray(gguf.quants.dequantize(data, ggml_t), dtype=np.float32)).reshape(w_ref.shape)
+        rel = ((back - w_ref).norm() / w_ref.norm().clamp_min(1e-30)).item()
+        report[n] = dict(type=qt, exact_twin=not why, why=why, rel_error=rel)
+        if verbose and why: print(f"{n}: {m.plan.describe()} -> {qt} re-quantized ({why}): relative error {rel:.2e}")
+        w.add_tensor(gguf_name(n + '.weight'), data, raw_dtype=None if qt == 'F16' else ggml_t)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    if verbose:
+        twins = [r['rel_error'] for r in report.values() if r['exact_twin']]
+        if twins: print(f"{len(twins)} layers written as their GGUF twin (Q4_0/Q4_1/Q8_0); largest relative error {max(twins):.1e} (fp16 storage of Q4_1's -z·s)")
+    export_gguf.report = report
+    return path

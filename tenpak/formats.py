@@ -14,11 +14,11 @@ from .quant import QTensor, group_count, dequantize
 from .outliers import CSR, n_outliers
 
 # %% auto #0
-__all__ = ['NM_WORD', 'kept_inputs', 'check_storable', 'stored_tensors', 'tensor_bits', 'storage_schemes', 'pack_int4',
-           'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta', 'pack_nm',
-           'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes', 'unpack_codes',
-           'pack_layer', 'stored_codes', 'unpack_layer', 'dequantize_layer', 'KernelFit', 'triton_refusal',
-           'kernel_eligible']
+__all__ = ['NM_WORD', 'CPU_GROUPS', 'kept_inputs', 'check_storable', 'stored_tensors', 'tensor_bits', 'storage_schemes',
+           'pack_int4', 'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta',
+           'pack_nm', 'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes',
+           'unpack_codes', 'pack_layer', 'stored_codes', 'unpack_layer', 'dequantize_layer', 'KernelFit',
+           'triton_refusal', 'cpu_group', 'cpu_refusal', 'kernel_eligible']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
@@ -324,10 +324,12 @@ def dequantize_layer(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor], 
 
 # %% ../nbs/03b_formats.ipynb #9c7e0537
 class KernelFit(NamedTuple):
-    "How a stored Linear is computed: the INT4 layout `kernel.int4_linear` takes, and whether its Triton kernels run it."
+    "How a stored Linear is computed: the INT4 layout `kernel.int4_linear` takes, whether its Triton kernels run it (GPU), and which fast CPU kernel runs it."
     keep: int | None      # codes per 4 inputs of the INT4 layout (4 dense, 2 for 2:4, 3 for 3:4); None: dequantized, then a matmul
     triton: bool          # the Triton kernels run it (on a GPU, fp16/bf16 activations); else `int4_linear`'s torch reference
     reason: str = ''      # why not Triton ('' when it is)
+    cpu: str = ''         # the fast CPU kernel on CPU tensors: 'int4pack' (`cpu_kernel`, torch's `_weight_int4pack_mm_for_cpu`), '' none
+    cpu_reason: str = ''  # why no fast CPU kernel ('' when there is one): the layer is dequantized, then multiplied
 
 def triton_refusal(keep: int, group_size: int) -> str:
     "Why the Triton kernels cannot run an INT4 layout keeping `keep` codes per 4 inputs with scale groups of `group_size` inputs ('' when they can)."
@@ -336,14 +338,32 @@ def triton_refusal(keep: int, group_size: int) -> str:
                 f"(the Triton kernels need group_size * {keep} % 32 == 0)")
     return ''
 
+CPU_GROUPS = (256, 128, 64, 32)     # the scale-group sizes torch's CPU INT4 kernel takes
+
+def cpu_group(g: int, K: int) -> int:
+    "The kernel group size that runs TenPak groups of `g` inputs (of `K`) exactly: the largest of `CPU_GROUPS` dividing `g` (0: none)."
+    return next((G for G in CPU_GROUPS if g % G == 0 and K % G == 0), 0)
+
+def cpu_refusal(lp: LayerPlan, N: int, K: int) -> str:
+    "Why torch's CPU INT4 kernel (`cpu_kernel.int4pack_linear`) cannot run a `(N, K)` Linear stored as `lp` ('' when it can; outliers are added on top)."
+    if lp.keep: return 'kept in fp16: a plain matmul'
+    if lp.bits != 4: return (f"INT{lp.bits}: no CPU kernel (torch's takes INT4 groups; its INT8 one per-channel scales only)")
+    if lp.sparsity: return f"{lp.sparsity[0]}:{lp.sparsity[1]} sparse: torch's CPU INT4 kernel takes dense codes"
+    g = K // group_count(K, lp.group_size)
+    if not cpu_group(g, K): return f"groups of {g} inputs: torch's CPU INT4 kernel takes groups of {', '.join(map(str, CPU_GROUPS[::-1]))} (or a multiple)"
+    if N % 16: return f"{N} outputs: torch's CPU INT4 kernel needs a multiple of 16"
+    return ''
+
 def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
-    "Which kernel computes a `(N, K)` Linear stored as `lp`, with the reason when it is not the Triton INT4 kernel."
-    if lp.keep: return KernelFit(None, False, 'kept in fp16: a plain matmul')
+    "Which kernel computes a `(N, K)` Linear stored as `lp`, with the reasons when it is not the Triton INT4 kernel (GPU) or torch's CPU INT4 kernel (CPU)."
+    if lp.keep: return KernelFit(None, False, 'kept in fp16: a plain matmul', '', 'kept in fp16: a plain matmul')
     check_storable(lp, N, K)
-    if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)")
+    why_cpu = cpu_refusal(lp, N, K)
+    cpu = '' if why_cpu else 'int4pack'
+    if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)", cpu, why_cpu)
     keep, g = nm_keep(lp.sparsity), K // group_count(K, lp.group_size)
     if g % 8 and g != K:
         return KernelFit(None, False, f"groups of {g} inputs (int4_linear takes groups of a multiple of 8 inputs, or per-channel): "
-                                      f"dequantized, then multiplied")
+                                      f"dequantized, then multiplied", cpu, why_cpu)
     why = triton_refusal(keep, g)
-    return KernelFit(keep, not why, why)
+    return KernelFit(keep, not why, why, cpu, why_cpu)

@@ -16,7 +16,7 @@ from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_met
 from .outliers import CSR
 from .quant import group_count
 from .compress import Compressed
-from . import kernel as K
+from . import kernel as K, cpu_kernel as CK
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'DIGEST', 'CONFIG', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed',
@@ -47,6 +47,7 @@ class PackedLinear(nn.Module):
         self.bits, self.nm = plan.bits, plan.sparsity
         self.group_size = in_features // group_count(in_features, plan.group_size)   # a group >= K is per-channel
         self.fit = kernel_eligible(plan, out_features, in_features)    # INT4 layouts run `kernel.int4_linear`, others dequantize
+        self._cpu = None                                               # torch's CPU INT4 layout, built on the first CPU call (`_cpu_pack`)
         for k, v in tensors.items():
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
@@ -54,7 +55,12 @@ class PackedLinear(nn.Module):
         for k in ('meta', 'crow', 'col', 'val', 'bias', 'qweight', 'qbits'):
             if not hasattr(self, k): setattr(self, k, None)
 
-    def extra_repr(self): return f"in={self.in_features}, out={self.out_features}, {self.plan.describe()}"
+    cpu_kernel = 'bf16'     # where `fit.cpu` names torch's CPU INT4 kernel: 'bf16' runs it for bf16 activations only (float32 / fp16 keep the
+                            # exact reference path), 'always' also for float32 / fp16 ones (cast to bf16 and back), 'off' never
+
+    def extra_repr(self):
+        cpu = f", CPU: {self.fit.cpu} (bf16)" if self.fit.cpu else f", CPU: dequantize+matmul ({self.fit.cpu_reason})"
+        return f"in={self.in_features}, out={self.out_features}, {self.plan.describe()}{cpu}"
 
     @classmethod
     def from_packed(cls, name: str, shape: tuple[int, int], plan: LayerPlan, tensors: dict[str, torch.Tensor], dtype=torch.float16):
@@ -79,11 +85,21 @@ class PackedLinear(nn.Module):
         "The stored outliers (16-bit columns read back as unsigned)."
         return CSR(self.crow, unpack_col16(self.col), self.val, (self.out_features, self.in_features))
 
+    def _cpu_pack(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        "(packed codes, scale_zeros, kernel group) of torch's CPU INT4 kernel (`cpu_kernel.int4pack_cpu`), built once per set of buffers."
+        key = (self.qweight.data_ptr(), self.scales.data_ptr(), self.zeros.data_ptr(), self.scales.dtype)
+        if self._cpu is None or self._cpu[0] != key:
+            with torch.no_grad(): self._cpu = (key, CK.int4pack_cpu(self.codes()[0], self.scales, self.zeros, self.group_size))
+        return self._cpu[1]
+
     def forward(self, x):
         b = None if self.bias is None else self.bias.to(x.dtype)      # the compute dtype is the input's (transformers may leave a buffer fp16)
-        if self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), b)
-        y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
-                          nm=self.nm[0] if self.nm else None, meta=self.meta, bias=b, check=False)
+        if self.fit.cpu and x.device.type == 'cpu' and (self.cpu_kernel == 'always' or self.cpu_kernel == 'bf16' and x.dtype == torch.bfloat16):
+            # torch's CPU INT4 kernel, run in bf16 (`cpu_kernel`)
+            y = CK.int4pack_linear(x, *self._cpu_pack(), bias=b)
+        elif self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), b)
+        else: y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
+                                nm=self.nm[0] if self.nm else None, meta=self.meta, bias=b, check=False)
         if self.crow is not None:
             x2 = x.reshape(-1, self.in_features)
             o = self._outliers()

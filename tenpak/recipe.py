@@ -110,9 +110,10 @@ for _r in _CMP[-2:]: _r.defaults.update(method='gptq')      # no act-order: N:M 
 BUILTINS.update({r.name: r for r in _CMP})
 
 def _rot(name: str) -> Recipe:
-    "The built-in `name` on a rotated model (`tenpak.rotate`: residual stream and heads, randomized Hadamard, seed 0)."
+    "The built-in `name` on a rotated model (`tenpak.rotate`: residual stream and heads, randomized Hadamard, seed 0; channels with massive activations, > 100x the median RMS, left out)."
     r = BUILTINS[name]
-    return Recipe.from_dict({**r.to_dict(), 'name': f'rot-{name}', 'strategy': f'{r.strategy}; rotated (randomized Hadamard)', 'rotate': True})
+    return Recipe.from_dict({**r.to_dict(), 'name': f'rot-{name}', 'strategy': f'{r.strategy}; rotated (randomized Hadamard, massive channels kept)',
+                             'rotate': {'massive': 100.0}})
 BUILTINS.update({f'rot-{n}': _rot(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25',
                                                'gptq-budget-2.5', 'gptq-budget-2.29')})
 DEFAULT_RECIPE = 'rtn-int4-g128'
