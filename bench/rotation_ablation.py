@@ -1,0 +1,45 @@
+"""Rotation ablation (results/rotation.md): the float PPL before and after `tenpak.rotate.rotate_model`, then built-in
+recipes on a plain and on a rotated copy of the model, on the first N held-out windows, with `tenpak.recipe.run` and
+the float PPL as baseline. One JSON line per run is appended to --out.
+
+    python bench/rotation_ablation.py --model smollm2-135m --recipes gptq-int3-g128,rtn-int3-g128 --modes rot,plain \
+        --massive 100 --windows 16 --out results/rotation_ablation.jsonl
+"""
+import sys, json, time, copy, argparse, torch
+from tenpak.zoo import load_model
+from tenpak.recipe import run, get_recipe
+from tenpak.rotate import rotate_model
+from tenpak.eval import perplexity, as_windows
+from tenpak.data import load_corpus, tokenize
+from tenpak.arch import bos_id
+ap = argparse.ArgumentParser()
+ap.add_argument('--model', default='smollm2-135m'); ap.add_argument('--recipes', default='rtn-int4-g128')
+ap.add_argument('--windows', type=int, default=64); ap.add_argument('--threads', type=int, default=1)
+ap.add_argument('--modes', default='rot,plain'); ap.add_argument('--heads', type=int, default=1)
+ap.add_argument('--massive', type=float, default=None); ap.add_argument('--out', default='rotation_ablation.jsonl'); ap.add_argument('--seqlen', type=int, default=None)
+a = ap.parse_args()
+torch.set_num_threads(a.threads)
+base_model, tok = load_model(a.model)
+from tenpak.zoo import default_seqlen
+seqlen = a.seqlen or default_seqlen(a.model)
+corpus = load_corpus('embedded')
+test = as_windows(tokenize(tok, corpus.test), seqlen, bos_id(base_model, tok))[:a.windows]
+t = time.time(); p0 = perplexity(base_model, test, batch_size=8, progress=False).ppl
+print(f'float PPL {p0:.4f} ({time.time()-t:.0f} s)', flush=True)
+for mode in a.modes.split(','):
+    for r in a.recipes.split(','):
+        m = copy.deepcopy(base_model)
+        info = None
+        if mode == 'rot':
+            from tenpak.data import calib_windows
+            cal = calib_windows(tokenize(tok, corpus.train), 32, seqlen, seed=1)
+            info = rotate_model(m, {'seed': 0, 'heads': bool(a.heads), 'massive': a.massive}, calib=cal)
+            print('keep', info.get('keep'), flush=True)
+            pr = perplexity(m, test, batch_size=8, progress=False).ppl
+            print(f'rotated float PPL {pr:.4f} (rel diff {pr/p0-1:+.2e})', flush=True)
+        t = time.time()
+        res = run(r, model=m, tokenizer=tok, model_name=a.model, eval_windows=a.windows, baseline=p0, log=False, progress=False, seqlen=seqlen)
+        rec = res.record
+        out = dict(model=a.model, recipe=r, mode=mode, heads=a.heads, massive=a.massive, bpw=rec['linear_bpw'], ppl=rec['ppl'], delta=rec['ppl_delta_pct'], s=time.time()-t, rotation=info)
+        print(json.dumps(out), flush=True)
+        open(a.out, 'a').write(json.dumps(out) + '\n')
