@@ -18,7 +18,7 @@ __all__ = ['ROLES', 'ROLE_ALIASES', 'ATTN_ROLES', 'MLP_ROLES', 'ATTN_TYPES', 'ML
            'ROLE_LABELS', 'CONV1D', 'FUSED_EXPERTS', 'role_token', 'Feed', 'Arch', 'wild', 'register_arch', 'get_arch',
            'get_module', 'get_blocks', 'block_index', 'block_path', 'layer_type', 'layer_role', 'layer_kind', 'Layout',
            'ExpertMLP', 'LinearExperts', 'prepare_model', 'native_state_dict', 'find_linears', 'linear_roles',
-           'rebuild_meta_buffers', 'check_finite', 'bos_id', 'logit_softcap', 'tiny_model', 'tiny_mistral']
+           'rebuild_meta_buffers', 'check_finite', 'bos_id', 'logit_softcap', 'head_dim', 'tiny_model', 'tiny_mistral']
 
 # %% ../nbs/00b_arch.ipynb #df8dc81f
 ROLES = {'attn_q': 'attn', 'attn_k': 'attn', 'attn_v': 'attn', 'attn_qkv': 'attn', 'attn_out': 'attn',
@@ -379,9 +379,13 @@ for _a in [_llama_like('llama', cfg='LlamaConfig'), _llama_like('mistral', cfg='
     register_arch(_a)
 
 # %% ../nbs/00b_arch.ipynb #37e13213
+def head_dim(config) -> int:
+    "Width of one attention head: the config's `head_dim`, else hidden size / heads."
+    return getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
+
 def _qkv_concat(c) -> dict:
     "Phi-3 `qkv_proj` rows: `[q | k | v]`."
-    hd = getattr(c, 'head_dim', None) or c.hidden_size // c.num_attention_heads
+    hd = head_dim(c)
     q, kv = c.num_attention_heads * hd, c.num_key_value_heads * hd
     r = torch.arange(q + 2 * kv)
     return {'attn_q': r[:q], 'attn_k': r[q:q + kv], 'attn_v': r[q + kv:]}

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from .core import TenPakError
 from .pack import PackedLinear, load_packed, META, WEIGHTS
-from .arch import get_arch, native_state_dict
+from .arch import get_arch, native_state_dict, head_dim
 
 # %% auto #0
 __all__ = ['DTYPES', 'CT_BITS', 'GGUF_ARCH', 'export_dense', 'ct_refusal', 'export_compressed_tensors', 'export', 'gguf_name',
@@ -242,7 +242,7 @@ def export_gguf(src,                 # packed folder, or a model with `PackedLin
     if rs.get('rope_type', 'default') != 'default': raise TenPakError(f"GGUF export: rope type {rs['rope_type']!r} is not written (default RoPE only)")
     theta = rs.get('rope_theta', getattr(cfg, 'rope_theta', 10000.0))
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
-    hd = getattr(cfg, 'head_dim', None) or cfg.hidden_size // nh
+    hd = head_dim(cfg)
     out = Path(out); path = out if out.suffix == '.gguf' else out / 'model.gguf'
     path.parent.mkdir(parents=True, exist_ok=True)
     w = gguf.GGUFWriter(str(path), GGUF_ARCH[cfg.model_type])

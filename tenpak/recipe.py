@@ -280,6 +280,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         if eval_windows: test = test[:eval_windows]
         train_ids = tokenize(tok, corpus.train)
         if train_ids.numel() < seqlen: raise TenPakError(f"{data}: the training text has {train_ids.numel()} tokens, fewer than one calibration window of {seqlen}")
+        calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos)     # rotation, Hessians, compression
     kl = kl and not stream                               # streaming scores the last block's output without logits
     ppl = (lambda **kw: perplexity_streaming(mdl, test, batch_size=batch_size, device=device, progress=progress)) if stream else \
           (lambda **kw: perplexity(mdl, test, batch_size=batch_size, progress=progress, **kw))
@@ -293,7 +294,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
             fr = ppl(summarize=True).reference if kl else None
             base = PPL(float(bval), math.log(bval), test[:, 1:].numel(), test.shape[1], len(test), 0.0, reference=fr)
     if rot:                                              # after the float baseline; every statistic below is taken rotated
-        with st('rotate'): rot = rotate_model(mdl, rot, calib=calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos))
+        with st('rotate'): rot = rotate_model(mdl, rot, calib=calib)
     fisher = None
     if (rec.needs_fisher if given is None else any(lp.reads_fisher for _, lp in given)):
         with st('fisher'):
@@ -307,13 +308,12 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     score = None
     if given is None and rec.allocation == 'budget' and _uses_hessian(rec):
         with st('hessian'):
-            hs = collect_stats(mdl, calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos), batch_size=batch_size,
+            hs = collect_stats(mdl, calib, batch_size=batch_size,
                                device=device, progress=progress)
             score = hessian_score(hs, fisher)
     with st('plan'): plan = given or build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
     if rot: plan.meta['rotation'] = rot
     with st('compress'):
-        calib = calib_windows(train_ids, rec.calib_samples, seqlen, seed=seed + 1, bos=bos)
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
                                  device=device, keep_parts=pack, progress=progress)
     plan = applied.plan                                  # with the AWQ scales the search found: replayable
