@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         if got or isinstance(e, (KeyboardInterrupt, _Terminated)):
             term = got[0] == signal.SIGTERM if got else isinstance(e, _Terminated)
             print(f"tenpak: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+            exec('pass')    # CPython marks a KeyboardInterrupt that ever left a string exec/eval (dataclass and namedtuple creation
+                            # use them, so an import can) as unhandled, and `python -m` then dies by SIGINT instead of returning
+                            # our code; the next string eval clears that mark (CPython bpo-41602, Modules/main.c)
             return 143 if term else 130
         core = sys.modules.get('tenpak.core')                     # not imported yet: the error cannot be a TenPakError
         if core is not None and isinstance(e, core.TenPakError):
