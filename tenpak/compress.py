@@ -45,7 +45,7 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     # the weights the quantizer sees: all (dense, no outliers), or the kept ones that are not outliers
     valid = mask if out_mask is None else (~out_mask if mask is None else mask & ~out_mask)
     q = quantize(w if valid is None else w * valid, lp.bits, lp.group_size, sym=lp.sym, clip=lp.clip, mask=valid,
-                 importance=importance, zero=lp.zero)
+                 importance=importance, zero=lp.zero, metadata=lp.metadata)
     w_hat = dequantize(q) if mask is None else dequantize(q) * mask     # what the packed codes compute
     if csr is not None:     # outliers store the residual over the codes at their positions: exact to fp16
         csr.val = (csr.val.float() - w_hat[csr.rows(), csr.col.long()]).half()       # finite: |residual| <= |outlier| + half a step

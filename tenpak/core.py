@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS', 'METHODS',
+__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'METADATA', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS', 'METHODS',
            'PLAN_VERSION', 'TMP_PREFIX', 'TenPakError', 'is_int', 'is_number', 'parse_nm', 'LayerPlan', 'check_keys',
            'LayerStats', 'Method', 'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'clean_stale',
            'check_target_dir', 'atomic_dir']
@@ -32,6 +32,7 @@ BITS = (2, 3, 4, 8)            # integer widths the quantizers support
 KEEP = 16                      # `bits=16` means: leave this Linear uncompressed (fp16 storage)
 CLIPS = ('minmax', 'mse')
 ZEROS = ('int', 'float')       # asymmetric zero point: integer (standard) or fractional fp16
+METADATA = ('fp16', 'packed', 'dq8')   # a group's scale / zero as stored: fp16 both; integer zeros at the code width; that + 8-bit scales
 OUTLIER_METHODS = ('magnitude', 'fisher', 'activation')
 STORABLE_NM = ((2, 4), (3, 4))  # N:M patterns the packed format (and its kernels) store; a plan may use only these
 SPARSE_SCORES = ('magnitude', 'wanda', 'fisher')
@@ -71,12 +72,14 @@ class LayerPlan:
     sparsity_score: str = 'magnitude'   # magnitude / wanda (|w|·‖x‖) / fisher saliency
     awq: bool = False                   # search and fold AWQ scales for this layer's input
     zero: str = 'int'                   # asymmetric zero point: 'int' (as GPTQ/AWQ checkpoints) or 'float' (fp16)
+    metadata: str = 'fp16'              # group scale / zero storage (`METADATA`): 'fp16' each; 'packed': integer zeros at the code
+                                        # width; 'dq8': also 8-bit scales against one fp16 per 16 groups of a row (`quant.DQ_GROUPS`)
     method: str = 'rtn'                 # registered compression method (`METHODS`): 'rtn', 'gptq', ...
     opts: dict = field(default_factory=dict)  # the method's own options (validated by its `Method.options`)
     note: str = ''                      # why the plan differs from the recipe (e.g. clamped group)
 
     def __post_init__(self):
-        for k, t in (('sym', bool), ('awq', bool), ('clip', str), ('zero', str), ('outlier_method', str), ('sparsity_score', str),
+        for k, t in (('sym', bool), ('awq', bool), ('clip', str), ('zero', str), ('metadata', str), ('outlier_method', str), ('sparsity_score', str),
                      ('note', str)):
             if not isinstance(getattr(self, k), t): raise TenPakError(f"{k} must be a {t.__name__}, got {getattr(self, k)!r}")
         if not is_int(self.bits): raise TenPakError(f"bits must be an integer, got {self.bits!r}")
@@ -87,6 +90,9 @@ class LayerPlan:
         if self.bits not in BITS + (KEEP,): raise TenPakError(f"bits must be one of {BITS} (or {KEEP} to keep), got {self.bits}")
         if not is_int(self.group_size) or self.group_size < 1: raise TenPakError(f"group_size must be a positive integer, got {self.group_size!r}")
         if self.zero not in ZEROS: raise TenPakError(f"zero must be one of {ZEROS}, got {self.zero!r}")
+        if self.metadata not in METADATA: raise TenPakError(f"metadata must be one of {METADATA}, got {self.metadata!r}")
+        if self.metadata != 'fp16' and self.zero == 'float' and not self.sym and not self.keep:
+            raise TenPakError(f"metadata={self.metadata!r} stores integer zero points at the code width: it needs zero='int' (or sym=True), not zero='float'")
         if not isinstance(self.method, str) or not isinstance(self.opts, dict): raise TenPakError(f"method must be a name and opts a mapping, got {self.method!r}, {self.opts!r}")
         if self.clip not in CLIPS: raise TenPakError(f"clip must be one of {CLIPS}, got {self.clip!r}")
         if not 0 <= self.outlier_frac <= 0.1: raise TenPakError(f"outlier_frac must be in [0, 0.1], got {self.outlier_frac}")
@@ -120,6 +126,7 @@ class LayerPlan:
         if self.outlier_frac: s += f" +{self.outlier_frac*100:g}%out"
         if self.sparsity: s += f" {self.sparsity[0]}:{self.sparsity[1]}"
         if self.awq: s += ' awq'
+        if self.metadata != 'fp16': s += f' {self.metadata}'
         return s
 
 def check_keys(d: dict, cls, what: str, extra: tuple = ()):

@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 import torch
-from .core import TenPakError, LayerPlan, STORABLE_NM, BITS, KEEP, ZEROS, parse_nm
-from .quant import QTensor, group_count, dequantize
+from .core import TenPakError, LayerPlan, STORABLE_NM, BITS, KEEP, ZEROS, METADATA, parse_nm
+from .quant import QTensor, group_count, dequantize, DQ_GROUPS, dq_encode, dq_decode
 from .outliers import CSR, n_outliers
 
 # %% auto #0
 __all__ = ['NM_WORD', 'CPU_GROUPS', 'kept_inputs', 'check_storable', 'stored_tensors', 'tensor_bits', 'storage_schemes',
            'pack_int4', 'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta',
            'pack_nm', 'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes',
-           'unpack_codes', 'pack_layer', 'stored_codes', 'unpack_layer', 'dequantize_layer', 'KernelFit',
-           'triton_refusal', 'cpu_group', 'cpu_refusal', 'kernel_eligible']
+           'unpack_codes', 'pack_group_params', 'stored_group_params', 'pack_layer', 'stored_codes', 'unpack_layer',
+           'dequantize_layer', 'KernelFit', 'triton_refusal', 'cpu_group', 'cpu_refusal', 'kernel_eligible']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
@@ -50,8 +50,9 @@ def stored_tensors(lp: LayerPlan, N: int, K: int,
     G = group_count(K, lp.group_size if lp.group_size < K else K)
     kc = kept_inputs(lp, K)
     out = {'qweight': (torch.int32, (kc // 8, N))} if lp.bits == 4 else {'qbits': (torch.uint8, ((N * kc * lp.bits + 7) // 8,))}
-    out['scales'] = (torch.float16, (G, N))
-    if not lp.sym: out['zeros'] = (torch.float16, (G, N))
+    if lp.metadata == 'dq8': out.update(qscales=(torch.uint8, (G, N)), sscales=(torch.float16, (-(-G // DQ_GROUPS), N)))
+    else: out['scales'] = (torch.float16, (G, N))
+    if not lp.sym: out.update({'zeros': (torch.float16, (G, N))} if lp.metadata == 'fp16' else {'qzeros': (torch.uint8, ((G * N * lp.bits + 7) // 8,))})
     if lp.sparsity: out['meta'] = (torch.int32, (K // NM_WORD[lp.sparsity[0]], N))
     if n_out: out.update(crow=(torch.int32, (N + 1,)), col=(torch.int16, (n_out,)), val=(torch.float16, (n_out,)))
     if has_bias: out['bias'] = (torch.float16, (N,))
@@ -67,13 +68,14 @@ def tensor_bits(spec: dict) -> dict[str, int]:
     return out
 
 def storage_schemes(group_size: int = 128, outlier_frac: float = 0.01) -> list[LayerPlan]:
-    "One `LayerPlan` per storage scheme a plan can ask for: fp16, and each width of `BITS` x dense or each `STORABLE_NM` x asymmetric (each of `ZEROS`) or symmetric x with or without outliers."
+    "One `LayerPlan` per storage scheme a plan can ask for: fp16, and each width of `BITS` x dense or each `STORABLE_NM` x asymmetric (each of `ZEROS`) or symmetric x each group `METADATA` form that zero allows x with or without outliers."
     out = [LayerPlan(bits=KEEP)]
     for b in BITS:
         for nm in (None, *STORABLE_NM):
             for sym, zero in [(False, z) for z in ZEROS] + [(True, ZEROS[0])]:
-                for frac in (0., outlier_frac):
-                    out.append(LayerPlan(bits=b, group_size=group_size, sym=sym, zero=zero, sparsity=nm, outlier_frac=frac))
+                for meta in METADATA if zero == 'int' else ('fp16',):
+                    for frac in (0., outlier_frac):
+                        out.append(LayerPlan(bits=b, group_size=group_size, sym=sym, zero=zero, metadata=meta, sparsity=nm, outlier_frac=frac))
     return out
 
 # %% ../nbs/03b_formats.ipynb #7d8bacff
@@ -230,10 +232,11 @@ def check_tensors(lp: LayerPlan, N: int, K: int, own: dict[str, torch.Tensor], n
         if k not in own: _fail(f"{name}.{k} is missing")
         if own[k].dtype != dt or tuple(own[k].shape) != shape: _fail(f"{name}.{k} has {own[k].dtype} {tuple(own[k].shape)}, expected {dt} {shape}")
     if not values: return
-    for k in ('scales', 'zeros', 'val', 'bias', 'weight'):
+    for k in ('scales', 'sscales', 'zeros', 'val', 'bias', 'weight'):
         if k in own and not bool(torch.isfinite(own[k]).all()): _fail(f"{name}.{k} holds NaN or inf")
     if lp.keep: return
-    if not bool((own['scales'] > 0).all()): _fail(f"{name}.scales must be positive")
+    for k in ('scales', 'sscales', 'qscales'):
+        if k in own and not bool((own[k] > 0).all()): _fail(f"{name}.{k} must be positive")
     if 'zeros' in own:
         z, qmax = own['zeros'].float(), 2 ** lp.bits - 1
         if not bool(((z >= 0) & (z <= qmax)).all()): _fail(f"{name}.zeros must lie in [0, {qmax}]")
@@ -271,6 +274,35 @@ def unpack_codes(t: dict[str, torch.Tensor], bits: int, N: int, kc: int) -> torc
     if bits == 4: return unpack_int4(t['qweight'], kc)
     return unpack_bits(t['qbits'], bits, N * kc).reshape(N, kc)
 
+def pack_group_params(lp: LayerPlan, q: QTensor, name: str = 'layer') -> dict[str, torch.Tensor]:
+    "The stored group scales and zeros of `q` as `lp.metadata` says: fp16 `scales` / `zeros` `(G, N)`, or 8-bit `qscales` with fp16 super-scales `sscales`, and integer zeros as a `bits`-wide bitstream `qzeros`."
+    N, G = q.scales.shape
+    out = {}
+    if lp.metadata == 'dq8':
+        if q.sup is None or tuple(q.sup.shape) != (N, -(-G // DQ_GROUPS)): raise TenPakError(f"{name}: metadata='dq8' needs the super-scales the quantizer used (QTensor.sup)")
+        codes = dq_encode(q.scales, q.sup)
+        if not torch.equal(dq_decode(codes, q.sup), q.scales.float()): raise TenPakError(f"{name}: scales are not on the 8-bit grid of their super-scales (quantize with metadata='dq8')")
+        out.update(qscales=codes.t().contiguous(), sscales=q.sup.t().contiguous().half())
+    else: out['scales'] = q.scales.t().contiguous().half()
+    if lp.sym: return out
+    if lp.metadata == 'fp16': out['zeros'] = q.zeros.t().contiguous().half()
+    else:
+        z = q.zeros.t().float()
+        if not bool(((z == z.round()) & (z >= 0) & (z <= 2 ** lp.bits - 1)).all()):
+            raise TenPakError(f"{name}: metadata={lp.metadata!r} stores integer zeros in [0, {2 ** lp.bits - 1}]; these are not")
+        out['qzeros'] = pack_bits(z.to(torch.uint8), lp.bits)
+    return out
+
+def stored_group_params(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    "Inverse of `pack_group_params`: scales and zeros `(N, G)` float32 (symmetric zeros: the mid code) and the super-scales (None unless 'dq8')."
+    G = group_count(K, lp.group_size if lp.group_size < K else K)
+    sup = t['sscales'].t().float().contiguous() if lp.metadata == 'dq8' else None
+    s = dq_decode(t['qscales'].t(), sup).contiguous() if sup is not None else t['scales'].t().float().contiguous()
+    if lp.sym: z = torch.full_like(s, 2 ** (lp.bits - 1))
+    elif lp.metadata == 'fp16': z = t['zeros'].t().float().contiguous()
+    else: z = unpack_bits(t['qzeros'], lp.bits, G * N).reshape(G, N).t().float().contiguous()
+    return s, z, sup
+
 def pack_layer(c: Compressed, bias: torch.Tensor | None = None, name: str = 'layer') -> dict[str, torch.Tensor]:
     "The stored tensors (suffix -> contiguous tensor, on `c`'s device) of a Linear compressed as `c.plan`: those `stored_tensors` lists."
     lp = c.plan
@@ -287,8 +319,7 @@ def pack_layer(c: Compressed, bias: torch.Tensor | None = None, name: str = 'lay
             kept = q.codes[c.mask].reshape(N, kept_inputs(lp, K))
         else: kept = q.codes
         out.update(pack_codes(kept, lp.bits))
-        out['scales'] = q.scales.t().contiguous().half()
-        if not lp.sym: out['zeros'] = q.zeros.t().contiguous().half()
+        out.update(pack_group_params(lp, q, name))
         if c.outliers is not None and c.outliers.nnz:
             out.update(crow=c.outliers.crow.to(torch.int32), col=pack_col16(c.outliers.col), val=c.outliers.val.half())
     if bias is not None: out['bias'] = bias.detach().half()
@@ -307,9 +338,8 @@ def unpack_layer(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor]) -> C
     "Inverse of `pack_layer`: the `Compressed` the stored tensors `t` of a `(N, K)` Linear hold (`w_hat` only when kept in fp16)."
     if lp.keep: return Compressed(lp, None, None, None, t['weight'].float())
     codes, mask = stored_codes(lp, N, K, t)
-    s = t['scales'].t().float().contiguous()
-    z = torch.full_like(s, 2 ** (lp.bits - 1)) if lp.sym else t['zeros'].t().float().contiguous()   # symmetric: the mid code
-    q = QTensor(codes, s, z, lp.bits, K // s.shape[1], lp.sym)
+    s, z, sup = stored_group_params(lp, N, K, t)
+    q = QTensor(codes, s, z, lp.bits, K // s.shape[1], lp.sym, sup)
     o = CSR(t['crow'], unpack_col16(t['col']), t['val'], (N, K)) if t.get('crow') is not None else None
     return Compressed(lp, q, mask, o, None)
 

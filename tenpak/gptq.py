@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 import torch
 from .core import TenPakError, LayerPlan, LayerStats, Method, register_method
-from .quant import QTensor, group_count, group_params, quantize_codes, dequantize
+from .quant import QTensor, group_count, group_params, quantize_codes, dequantize, dq_params, DQ_GROUPS
 from .sparse import nm_mask
 from .outliers import n_outliers, to_csr
 from .compress import Compressed, compress_weight
@@ -69,7 +69,8 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
     U = hinv_cholesky(H[perm][:, perm], opts.damp)
     d2 = torch.empty(K, dtype=dt, device=W.device); d2[perm] = torch.diagonal(U) ** 2     # [H_F⁻¹]_jj per column
     pre = None if not nm else nm_mask(W ** 2 / d2, *nm)                                     # for the static ranges
-    qp = lambda W, mask: group_params(W, lp.bits, g, lp.sym, lp.clip, mask, importance, zero=lp.zero)
+    sup = dq_params(W, lp.bits, g, lp.sym, pre, lp.zero, lp.metadata)     # 8-bit scales: one grid per row for every group (None: fp16)
+    qp = lambda W, mask, sup=sup: group_params(W, lp.bits, g, lp.sym, lp.clip, mask, importance, zero=lp.zero, sup=sup)
     S, Z = qp(W, pre)
     n_out, tau = n_outliers(N * K, lp.outlier_frac), float('inf')
     if n_out:                                    # threshold from a trial rounding; ranges without the trial outliers
@@ -93,7 +94,8 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
             if nm and j % nm[1] == 0:
                 keep[:, j:j + nm[1]] = nm_mask(W1[:, i:i + nm[1]] ** 2 / torch.diagonal(U1)[i:i + nm[1]] ** 2, *nm)
             if not opts.static_groups and j % g == 0 and not opts.act_order:
-                S[:, j // g], Z[:, j // g] = (t[:, 0] for t in qp(torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :g], None))
+                sj = None if sup is None else sup[:, j // g // DQ_GROUPS, None]               # this group's super-scale
+                S[:, j // g], Z[:, j // g] = (t[:, 0] for t in qp(torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :g], None, sj))
             w, d, s, z = W1[:, i], U1[i, i], S[:, grp[j]], Z[:, grp[j]]
             q = quantize_codes(w, s, z, lp.bits)
             wq = torch.where(keep[:, j], (q - z) * s, 0)
@@ -111,7 +113,7 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]
     inv = torch.argsort(perm)
     Q, keep, out, outval = Q[:, inv], keep[:, inv], out[:, inv], outval[:, inv]
-    qt = QTensor(Q.to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym)
+    qt = QTensor(Q.to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup)
     w_hat = dequantize(qt) if not nm else dequantize(qt) * keep
     csr = None
     if n_out:             # the CSR stores each outlier's residual over the codes (exact to fp16), as `compress_weight`

@@ -97,7 +97,7 @@ def _meta_packed(n, lp, N, K, own, dtype) -> PackedLinear:
     t = {k: torch.empty(s, dtype=torch.float16 if d.is_floating_point else d, device='meta') for k, (d, s) in own.items()
          if k != 'weight' and not (k == 'zeros' and lp.sym)}
     pl = PackedLinear(K, N, lp, t, dtype=dtype, name=n)
-    if lp.sym and 'zeros' not in own: pl._non_persistent_buffers_set.add('zeros')   # constant, rebuilt after loading
+    if lp.sym and 'zeros' in own: pl._non_persistent_buffers_set.discard('zeros')   # an older save's constant zeros: read, then rebuilt
     if 'weight' in own: pl.register_buffer('weight', torch.empty(0, dtype=dtype, device='meta'))   # the guard
     else: pl.register_buffer('weight', torch.empty(0, dtype=dtype), persistent=False)   # for init code that touches it (GPT-2's c_proj)
     return pl
@@ -142,8 +142,8 @@ class TenPakHfQuantizer(HfQuantizer):
             if not isinstance(m, PackedLinear): continue
             for k, v in list(m.named_buffers(recurse=False)):       # transformers fills the buffers in the checkpoint's fp16: the asked dtype, as load_packed
                 if v.is_floating_point() and v.dtype != self._dtype: setattr(m, k, v.to(self._dtype))
-            if m.plan.sym: m.zeros = torch.full_like(m.scales, 2 ** (m.bits - 1))
-            own = {k: v for k, v in m.named_buffers(recurse=False) if k != 'weight' and not (k == 'zeros' and m.plan.sym)}
+            m._derive(self._dtype)                               # symmetric zeros, 8-bit scales and packed zeros, from the loaded values
+            own = {k: v for k, v in m.named_buffers(recurse=False) if k != 'weight' and k not in m._derived}
             check_tensors(m.plan, m.out_features, m.in_features, {k: v.half() if v.is_floating_point() else v for k, v in own.items()}, n)
         return model     # every value checked, as load_packed does, before any kernel sees it
 

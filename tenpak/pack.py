@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .formats import check_tensors, pack_layer, stored_codes, dequantize_layer, unpack_col16, kernel_eligible
+from .formats import check_tensors, pack_layer, stored_codes, dequantize_layer, unpack_col16, kernel_eligible, stored_tensors, stored_group_params
 from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
 from .outliers import CSR
 from .quant import group_count
@@ -36,6 +36,8 @@ def pack_linear(name: str, c: Compressed, bias: torch.Tensor | None = None, devi
     return {f'{name}.{k}': v.cpu() if to_cpu else v for k, v in pack_layer(c, bias, name).items()}
 
 # %% ../nbs/14_pack.ipynb #8ffed44a
+_STORED = ('qweight', 'qbits', 'scales', 'zeros', 'qscales', 'sscales', 'qzeros', 'meta', 'crow', 'col', 'val')   # every stored part but bias
+
 class PackedLinear(nn.Module):
     "A Linear whose weight is stored packed (INT2/3/4/8, optional N:M and CSR outliers)."
     def __init__(self, in_features: int, out_features: int, plan: LayerPlan, tensors: dict[str, torch.Tensor], dtype=torch.float16,
@@ -51,9 +53,22 @@ class PackedLinear(nn.Module):
         for k, v in tensors.items():
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
-        if plan.sym: self.register_buffer('zeros', torch.full_like(self.scales, 2 ** (plan.bits - 1)))
-        for k in ('meta', 'crow', 'col', 'val', 'bias', 'qweight', 'qbits'):
+        # what the kernels read but the checkpoint may not store: symmetric zeros, scales stored in 8 bits, bit-packed zeros
+        self._derived = set() if plan.keep else {'scales', 'zeros'} - set(stored_tensors(plan, out_features, in_features))
+        self._derive(dtype)
+        for k in _STORED + ('bias',):
             if not hasattr(self, k): setattr(self, k, None)
+
+    def _derive(self, dtype):
+        "(Re)build the fp16-valued `scales` / `zeros` `(G, N)` buffers the kernels read where the plan does not store them as such (`formats.stored_group_params`); never saved."
+        if not self._derived: return
+        if any(v.is_meta for v in self._stored().values()):        # shapes only (`tenpak.hf`): the values come with loading
+            G = group_count(self.in_features, self.plan.group_size)
+            vals = {k: torch.empty(G, self.out_features, dtype=dtype, device='meta') for k in self._derived}
+        else:
+            s, z, _ = stored_group_params(self.plan, self.out_features, self.in_features, self._stored())
+            vals = {k: v.t().contiguous().to(dtype) for k, v in (('scales', s), ('zeros', z)) if k in self._derived}
+        for k, v in vals.items(): self.register_buffer(k, v, persistent=False)
 
     cpu_kernel = 'bf16'     # where `fit.cpu` names torch's CPU INT4 kernel: 'bf16' runs it for bf16 activations only (float32 / fp16 keep the
                             # exact reference path), 'always' also for float32 / fp16 ones (cast to bf16 and back), 'off' never
@@ -71,7 +86,7 @@ class PackedLinear(nn.Module):
 
     def _stored(self) -> dict[str, torch.Tensor]:
         "The stored tensors this layer holds (suffix -> buffer)."
-        return {k: v for k in ('qweight', 'qbits', 'scales', 'zeros', 'meta', 'crow', 'col', 'val') if (v := getattr(self, k)) is not None}
+        return {k: v for k in _STORED if k not in self._derived and (v := getattr(self, k, None)) is not None}
 
     def codes(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         "Dense `(N, K)` codes (zeros where pruned) and the kept mask (`formats.stored_codes`)."

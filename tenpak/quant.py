@@ -8,11 +8,11 @@ Docs: https://tenpak.github.io/tenpak/quant.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from .core import TenPakError, BITS, ZEROS
+from .core import TenPakError, BITS, ZEROS, METADATA
 
 # %% auto #0
-__all__ = ['FP16_MAX', 'group_count', 'fit_group', 'QTensor', 'group_params', 'quantize_codes', 'quantize', 'dequantize',
-           'fake_quant']
+__all__ = ['FP16_MAX', 'DQ_GROUPS', 'group_count', 'fit_group', 'QTensor', 'dq_super', 'dq_decode', 'dq_encode', 'dq_snap',
+           'group_params', 'quantize_codes', 'quantize', 'dq_params', 'dequantize', 'fake_quant']
 
 # %% ../nbs/01_quant.ipynb #2cc890bc
 def group_count(in_features: int, group_size: int) -> int:
@@ -40,6 +40,7 @@ class QTensor:
     bits: int
     group_size: int      # effective group size (== K when per-channel)
     sym: bool = False
+    sup: torch.Tensor | None = None   # (N, ceil(G / DQ_GROUPS)) fp16 super-scales when scales are stored in 8 bits (metadata='dq8')
 
     @property
     def shape(self): return tuple(self.codes.shape)
@@ -71,17 +72,48 @@ def _check_range(rng, bits, sym):
         raise TenPakError(f"weights spanning {worst:.3g} in one group need a scale above fp16's {FP16_MAX:g} at INT{bits}: "
                           f"this weight cannot be stored")
 
-def _params(rng, bits, sym, ratio, zero='int'):
-    "Scales and zeros `(N, G, 1)` from the group ranges (`_ranges`) shrunk by clip `ratio`."
+def _params(rng, bits, sym, ratio, zero='int', sup=None):
+    "Scales and zeros `(N, G, 1)` from the group ranges (`_ranges`) shrunk by clip `ratio`; with `sup` (`dq_super`), scales on its 8-bit grid."
     qmax, zsym = _qrange(bits, sym)
+    snap = (lambda s: s) if sup is None else (lambda s: dq_snap(s[..., 0], sup)[..., None])
     if sym:
-        s = _fp16_up((rng * ratio / qmax).clamp(2 ** -24, 65504))
+        s = snap(_fp16_up((rng * ratio / qmax).clamp(2 ** -24, 65504)))
         return s, torch.full_like(s, float(zsym))
     lo, hi = (rng[0] * ratio).clamp_max(0), (rng[1] * ratio).clamp_min(0)  # keep 0 representable
     # an all-zero group has hi == lo == 0: any positive scale represents it exactly (1 avoids 1e-8 -> fp16 0 -> NaN)
-    s = _fp16_up(torch.where(hi > lo, (hi - lo) / qmax, 1.0).clamp(2 ** -24, 65504))
+    s = snap(_fp16_up(torch.where(hi > lo, (hi - lo) / qmax, 1.0).clamp(2 ** -24, 65504)))
     z = (-lo / s).round().clamp(0, qmax) if zero == 'int' else (-lo / s).half().float()
     return s, z
+
+DQ_GROUPS = 16      # groups of a row that share one fp16 super-scale when scales are stored in 8 bits (metadata='dq8')
+
+def _per_group(sup: torch.Tensor, G: int) -> torch.Tensor:
+    "Super-scales `(N, ceil(G / DQ_GROUPS))` repeated over their groups: `(N, G)`."
+    return sup.float().repeat_interleave(DQ_GROUPS, 1)[:, :G]
+
+def dq_super(scales: torch.Tensor) -> torch.Tensor:
+    "fp16-valued super-scales `(N, ceil(G / DQ_GROUPS))` for group scales `(N, G)`: each block's largest scale / 255, rounded up."
+    N, G = scales.shape
+    pad = scales.new_zeros(N, (-G) % DQ_GROUPS)
+    top = torch.cat([scales.float(), pad], 1).reshape(N, -1, DQ_GROUPS).amax(-1)
+    return _fp16_up((top / 255).clamp(2 ** -24, FP16_MAX / 255))
+
+def dq_decode(codes: torch.Tensor, sup: torch.Tensor) -> torch.Tensor:
+    "Group scales `(N, G)` (float32, fp16 values) from 8-bit codes `(N, G)` in [1, 255] and super-scales: fp16(code x super)."
+    return (codes.float() * _per_group(sup, codes.shape[1])).clamp_max(FP16_MAX).half().float()
+
+def dq_encode(scales: torch.Tensor, sup: torch.Tensor) -> torch.Tensor:
+    "The smallest 8-bit codes `(N, G)` whose decoded scale is >= `scales` (255 where none is: the range is then clipped)."
+    rep = _per_group(sup, scales.shape[1])
+    c = torch.ceil(scales.float() / rep).clamp(1, 255)
+    # fp16 rounding of code x super: one code lower may already reach the scale, or this one may fall short
+    c = torch.where((c > 1) & (dq_decode(c - 1, sup) >= scales), c - 1, c)
+    c = torch.where((dq_decode(c, sup) < scales) & (c < 255), c + 1, c)
+    return c.to(torch.uint8)
+
+def dq_snap(scales: torch.Tensor, sup: torch.Tensor) -> torch.Tensor:
+    "`scales` `(N, G)` moved onto the 8-bit grid of `sup`: the smallest representable scale >= each (`dq_encode`, then `dq_decode`)."
+    return dq_decode(dq_encode(scales, sup), sup)
 
 def _round(w, s, z, bits):
     qmax = 2 ** bits - 1
@@ -103,23 +135,26 @@ def group_params(w: torch.Tensor,            # weight (N, K)
                  importance: torch.Tensor | None = None,  # (N, K) or (K,) error weights for the MSE search (Fisher, act²)
                  grid: int = 20,             # MSE search: ratios 1, 1-1/grid*0.5, ... down to 0.5
                  zero: str = 'int',          # asymmetric zero point: 'int' (standard) or 'float' (fp16, fractional)
+                 sup: torch.Tensor | None = None,  # (N, ceil(G / DQ_GROUPS)) super-scales (`dq_super`): scales on their 8-bit grid
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Per-group scales and zeros `(N, G)` of `w` (fp16-representable scales; integer zeros unless `zero='float'`)."
+    "Per-group scales and zeros `(N, G)` of `w` (fp16-representable scales, on `sup`'s 8-bit grid if given; integer zeros unless `zero='float'`)."
     _check(w, bits, zero)
     N, K = w.shape
     G = group_count(K, group_size); g = K // G
+    if sup is not None and tuple(sup.shape) != (N, -(-G // DQ_GROUPS)):
+        raise TenPakError(f"super-scales must be (N, ceil(G/{DQ_GROUPS})) = {(N, -(-G // DQ_GROUPS))}, got {tuple(sup.shape)}")
     wg = w.detach().float().reshape(N, G, g)
     mg = None if mask is None else mask.reshape(N, G, g)
     rng = _ranges(wg, sym, mg)                            # the ratio-independent part, once
     _check_range(rng, bits, sym)
-    s, z = _params(rng, bits, sym, 1.0, zero)
+    s, z = _params(rng, bits, sym, 1.0, zero, sup)
     if clip == 'mse':
         imp = mg if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)
         if importance is not None and mg is not None: imp = imp * mg
         best = torch.full((N, G, 1), float('inf'), device=w.device)
         for i in range(grid):
             r = 1 - 0.5 * i / grid
-            si, zi = _params(rng, bits, sym, r, zero)
+            si, zi = _params(rng, bits, sym, r, zero, sup)
             e2 = ((_round(wg, si, zi, bits) - zi) * si - wg) ** 2
             err = (e2 if imp is None else e2 * imp).sum(-1, keepdim=True)
             better = err < best
@@ -138,11 +173,20 @@ def quantize_codes(w: torch.Tensor,       # (N, K), or (N,) one column
 
 def quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, sym: bool = False, clip: str = 'minmax',
              mask: torch.Tensor | None = None, importance: torch.Tensor | None = None, grid: int = 20,
-             zero: str = 'int') -> QTensor:
-    "Group-quantize `w` (N, K) along its input dimension: `group_params` (same arguments), then `quantize_codes`."
-    s, z = group_params(w, bits, group_size, sym, clip, mask, importance, grid, zero)
+             zero: str = 'int', metadata: str = 'fp16') -> QTensor:
+    "Group-quantize `w` (N, K) along its input dimension: `group_params` (same arguments), then `quantize_codes`; `metadata='dq8'` puts the scales on an 8-bit grid (`dq_params`)."
+    sup = dq_params(w, bits, group_size, sym, mask, zero, metadata)
+    s, z = group_params(w, bits, group_size, sym, clip, mask, importance, grid, zero, sup)
     q = quantize_codes(w.detach(), s, z, bits).to(torch.uint8)
-    return QTensor(q, s, z, bits, w.shape[1] // s.shape[1], sym)
+    return QTensor(q, s, z, bits, w.shape[1] // s.shape[1], sym, sup)
+
+def dq_params(w: torch.Tensor, bits: int, group_size: int, sym: bool = False, mask: torch.Tensor | None = None, zero: str = 'int',
+              metadata: str = 'fp16') -> torch.Tensor | None:
+    "The super-scales of `w`'s groups when `metadata='dq8'` (from the min-max scales, which bound every clipped one), else None."
+    if metadata not in METADATA: raise TenPakError(f"metadata must be one of {METADATA}, got {metadata!r}")
+    if metadata != 'fp16' and zero == 'float' and not sym:
+        raise TenPakError(f"metadata={metadata!r} stores integer zero points at the code width: it needs zero='int' (or sym=True)")
+    return dq_super(group_params(w, bits, group_size, sym, 'minmax', mask, zero=zero)[0]) if metadata == 'dq8' else None
 
 def dequantize(q: QTensor, dtype=torch.float32) -> torch.Tensor:
     "Reconstruct `(N, K)` weights from a `QTensor`."
