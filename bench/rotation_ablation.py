@@ -1,9 +1,12 @@
-"""Rotation ablation (results/rotation.md): the float PPL before and after `tenpak.rotate.rotate_model`, then built-in
-recipes on a plain and on a rotated copy of the model, on the first N held-out windows, with `tenpak.recipe.run` and
-the float PPL as baseline. One JSON line per run is appended to --out.
+"""Ablations on the first N held-out windows (results/rotation.md, results/metadata.md): the float PPL (with its
+summary, so every run also reports KL and top-1 agreement) before and after `tenpak.rotate.rotate_model`, then built-in
+recipes on a plain and/or on a rotated copy of the model, with `tenpak.recipe.run` and the float pass as baseline.
+One JSON line per run is appended to --out. (`--modes plain` with `rot-*` recipes rotates inside `run`, as users do.)
 
     python bench/rotation_ablation.py --model smollm2-135m --recipes gptq-int3-g128,rtn-int3-g128 --modes rot,plain \
         --massive 100 --windows 16 --out results/rotation_ablation.jsonl
+    python bench/rotation_ablation.py --model smollm2-135m --modes plain --windows 16 --out results/metadata_ablation.jsonl \
+        --recipes gptq-budget-2.5,dq8-gptq-budget-2.5,rot-gptq-budget-2.5,dq8-rot-gptq-budget-2.5
 """
 import sys, json, time, copy, argparse, torch
 from tenpak.zoo import load_model
@@ -24,7 +27,7 @@ from tenpak.zoo import default_seqlen
 seqlen = a.seqlen or default_seqlen(a.model)
 corpus = load_corpus('embedded')
 test = as_windows(tokenize(tok, corpus.test), seqlen, bos_id(base_model, tok))[:a.windows]
-t = time.time(); p0 = perplexity(base_model, test, batch_size=8, progress=False).ppl
+t = time.time(); base = perplexity(base_model, test, batch_size=8, progress=False, summarize=True); p0 = base.ppl
 print(f'float PPL {p0:.4f} ({time.time()-t:.0f} s)', flush=True)
 for mode in a.modes.split(','):
     for r in a.recipes.split(','):
@@ -38,8 +41,10 @@ for mode in a.modes.split(','):
             pr = perplexity(m, test, batch_size=8, progress=False).ppl
             print(f'rotated float PPL {pr:.4f} (rel diff {pr/p0-1:+.2e})', flush=True)
         t = time.time()
-        res = run(r, model=m, tokenizer=tok, model_name=a.model, eval_windows=a.windows, baseline=p0, log=False, progress=False, seqlen=seqlen)
+        res = run(r, model=m, tokenizer=tok, model_name=a.model, eval_windows=a.windows, baseline=base if mode == 'plain' else p0, log=False, progress=False, seqlen=seqlen)
         rec = res.record
-        out = dict(model=a.model, recipe=r, mode=mode, heads=a.heads, massive=a.massive, bpw=rec['linear_bpw'], ppl=rec['ppl'], delta=rec['ppl_delta_pct'], s=time.time()-t, rotation=info)
+        out = dict(model=a.model, recipe=r, mode=mode, heads=a.heads, massive=a.massive, bpw=rec['linear_bpw'], ppl=rec['ppl'], delta=rec['ppl_delta_pct'], kl_mean=rec.get('kl_mean'), kl_p99=rec.get('kl_p99'),
+                   top1_agree=rec.get('top1_agree'), s=time.time()-t, rotation=info or rec.get('rotation'),
+                   plan_digest=rec.get('plan_digest'), commit=__import__('subprocess').run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip())
         print(json.dumps(out), flush=True)
         open(a.out, 'a').write(json.dumps(out) + '\n')

@@ -116,6 +116,15 @@ def _rot(name: str) -> Recipe:
                              'rotate': {'massive': 100.0}})
 BUILTINS.update({f'rot-{n}': _rot(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25',
                                                'gptq-budget-2.5', 'gptq-budget-2.29')})
+
+def _dq8(name: str) -> Recipe:
+    "The built-in `name` with 8-bit group scales and integer zeros at the code width (`LayerPlan.metadata='dq8'`) on its defaults and every budget candidate: the metadata bits saved go to codes."
+    d = BUILTINS[name].to_dict()
+    d['defaults'] = {**d['defaults'], 'metadata': 'dq8'}
+    if d['candidates']: d['candidates'] = [{**c, 'metadata': 'dq8'} for c in d['candidates']]
+    return Recipe.from_dict({**d, 'name': f'dq8-{name}', 'strategy': f"{d['strategy']}; 8-bit group scales, packed zeros"})
+BUILTINS.update({f'dq8-{n}': _dq8(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25', 'gptq-budget-2.5', 'gptq-budget-2.29',
+                                               'rot-gptq-budget-3.25', 'rot-gptq-budget-2.5', 'rot-gptq-budget-2.29')})
 DEFAULT_RECIPE = 'rtn-int4-g128'
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
