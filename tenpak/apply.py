@@ -16,6 +16,7 @@ from .compress import Compressed
 from . import gptq as _gptq   # registers the 'gptq' method
 from .calib import block_loop, linear_input_stats, run_block, too_few_tokens, weight_only
 from .awq import awq_block
+from .tune import BlockTune, tune_block
 
 # %% auto #0
 __all__ = ['Applied', 'needs_calibration', 'compress_model']
@@ -28,6 +29,7 @@ class Applied:
     parts: dict[str, Compressed] = field(default_factory=dict)   # packable parts per Linear on the CPU, no w_hat (keep_parts=True)
     outlier_counts: dict[str, int] = field(default_factory=dict)
     awq: dict[str, dict] = field(default_factory=dict)            # per block: what the search chose
+    tune: dict[str, dict] = field(default_factory=dict)           # per block: the tuning losses (`tune.tune_block`), when tuned
     seconds: float = 0.0
 
 def needs_calibration(plan: Plan, awq: bool = False) -> bool:
@@ -42,6 +44,7 @@ def _compress_linear(lin, lp, stats: LayerStats, keep_parts, res, name, device=N
     lin.weight.data.copy_(c.w_hat.to(lin.weight.device, lin.weight.dtype))
     res.outlier_counts[name] = c.n_outliers
     if keep_parts: res.parts[name] = _slim(c)
+    return c
 
 def _slim(c: Compressed) -> Compressed:
     "The packable parts of `c` on the CPU, without the dense reconstruction (bounded memory at 7B)."
@@ -62,7 +65,9 @@ def compress_model(model, plan: Plan,
                    device=None,                                     # compute device (default: the model's)
                    offload='cpu',                                   # where calibration activations wait
                    keep_parts: bool = False,                        # keep codes / masks / outliers for packing
-                   progress: bool = True) -> Applied:
+                   progress: bool = True,
+                   tune: BlockTune | dict | bool | None = None,     # tune each block after rounding (`tenpak.tune`; default: plan.meta['tune'])
+                  ) -> Applied:
     "Compress `model` in place as `plan` says."
     t0 = time.perf_counter()
     check_finite(model)
@@ -75,19 +80,23 @@ def compress_model(model, plan: Plan,
         except TenPakError as e: raise TenPakError(f"{n}: {e}") from None
     res = Applied(copy.deepcopy(plan))
     if awq is None: awq = any(lp.awq and not lp.keep for _, lp in plan)
-    if not needs_calibration(plan, awq):
+    tune = plan.meta.get('tune') if tune is None else tune
+    tune = BlockTune.from_dict(tune) if tune not in (None, False) else None
+    if tune is not None: res.plan.meta['tune'] = tune.to_dict()         # a replay of the plan tunes alike
+    if not needs_calibration(plan, awq) and tune is None:
         for n, lin in tqdm(lins.items(), desc='compress', disable=not progress, leave=False):
             if n in plan.layers:
                 _compress_linear(lin, plan[n], LayerStats(fisher=None if fisher is None else fisher.get(n)), keep_parts, res, n, device)
         res.seconds = time.perf_counter() - t0
         return res
-    if calib is None: raise TenPakError("this plan needs calibration data (AWQ, GPTQ, activation outliers, Wanda or MSE clipping)")
+    if calib is None: raise TenPakError("this plan needs calibration data (AWQ, GPTQ, activation outliers, Wanda, MSE clipping or block tuning)")
 
     def step(i, block, inp):
         prefix = f"{arch.blocks}.{i}."
         rel = {n[len(prefix):]: lp for n, lp in plan if n.startswith(prefix)}
         F = {r: fisher[prefix + r].to(next(block.parameters()).device) for r in rel} if fisher is not None else None
         hess = [r for r, lp in rel.items() if not lp.keep and 'hessian' in get_method(lp).needs]
+        target = run_block(block, inp).hs if tune is not None else None     # the float block on these inputs, before rounding
         if awq:                                  # its capture pass also records the input statistics, folded
             given = {k[len(prefix):]: torch.tensor(v) for k, v in plan.awq.items() if k.startswith(prefix)}
             out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess, scales=given,
@@ -98,11 +107,16 @@ def compress_model(model, plan: Plan,
             if F is not None: F = out.scaled_fisher(F)
         else:
             with linear_input_stats(block, list(rel), hessian=hess) as st: run_block(block, inp, keep=False)
+        parts = {}
         for r, lp in rel.items():
             x = st.pop(r, None)                  # (and free its Hessian)
             if not lp.keep and (x is None or too_few_tokens(x.n, inp.n_tokens)):     # an expert the router sent too few tokens
                 lp = res.plan.layers[prefix + r] = weight_only(lp, 0 if x is None else x.n); x = None
-            _compress_linear(block.get_submodule(r), lp, x.layer_stats(None if F is None else F[r]) if x else LayerStats(), keep_parts, res, prefix + r)
+            parts[r] = _compress_linear(block.get_submodule(r), lp, x.layer_stats(None if F is None else F[r]) if x else LayerStats(), keep_parts, res, prefix + r)
+        if tune is not None and parts:
+            rep = tune_block(block, inp, target, parts, tune)
+            res.tune[str(i)] = {k: v for k, v in rep.items() if k != 'curve'}
+            if keep_parts and rep['kept']: res.parts.update({prefix + r: _slim(c) for r, c in parts.items()})
 
     block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
     res.seconds = time.perf_counter() - t0

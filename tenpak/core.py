@@ -297,6 +297,7 @@ class Recipe:
     calib_samples: int = 32                 # calibration windows (AWQ, Wanda, activation outliers)
     fisher_samples: int = 16                # windows for the empirical Fisher (budget mode with 0: plain MSE)
     rotate: dict | bool | None = None       # rotate the residual stream (and heads) first: true, or {kind, seed, heads} (`tenpak.rotate`)
+    tune: dict | bool | None = None         # tune each block's scales and norms after rounding: true, or {steps, lr, ...} (`tenpak.tune`)
     version: int = 1                        # recipe format version
 
     def __post_init__(self):
@@ -317,6 +318,10 @@ class Recipe:
             from tenpak.rotate import Rotation
             self.rotate = Rotation.from_dict(self.rotate).to_dict()      # unknown keys and bad values are errors now
         else: self.rotate = None
+        if self.tune is not None and self.tune is not False:
+            from tenpak.tune import BlockTune
+            self.tune = BlockTune.from_dict(self.tune).to_dict()
+        else: self.tune = None
         if self.candidates is not None and not isinstance(self.candidates, list): raise TenPakError(f"candidates must be a list of settings, got {self.candidates!r}")
         for c in self.candidates or []:
             if not isinstance(c, dict): raise TenPakError(f"every candidate must be a mapping of LayerPlan settings, got {c!r}")

@@ -324,7 +324,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     if rot: plan.meta['rotation'] = rot
     with st('compress'):
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
-                                 device=device, keep_parts=pack, progress=progress)
+                                 device=device, keep_parts=pack, progress=progress, tune=None if given is not None else rec.tune)
     plan = applied.plan                                  # with the AWQ scales the search found: replayable
     with st('compressed_ppl'): comp = ppl(reference=base.reference) if kl and base.reference is not None else ppl()
     bits = model_bits(mdl, plan, applied.outlier_counts)
@@ -336,7 +336,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                   kl_method=comp.kl_method, **bits.summary(),
                   status=rlog.status(delta, bits.ratio(32)), plan_summary=plan.summary(),
                   plan_notes=sorted({lp.note for _, lp in plan if lp.note}), outliers=sum(applied.outlier_counts.values()),
-                  awq=applied.awq, plan_given=given is not None, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
+                  awq=applied.awq, tune=applied.tune, plan_given=given is not None, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), versions=rlog.versions())
     if save_dir:      # plan, record and checkpoint together, into a temp folder renamed over `save_dir` at the end
         with atomic_dir(save_dir) as d:
