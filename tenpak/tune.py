@@ -45,6 +45,7 @@ class BlockTune:
     def from_dict(cls, d) -> 'BlockTune':
         if d is True: return cls()
         if isinstance(d, cls): return d
+        if hasattr(d, 'to_dict'): d = d.to_dict()              # (a BlockTune of another import of this module)
         if not isinstance(d, dict): raise TenPakError(f"tune must be true or a mapping of {', '.join(f.name for f in cls.__dataclass_fields__.values())}, got {d!r}")
         check_keys(d, cls, 'tune'); return cls(**d)
 
@@ -126,7 +127,7 @@ def tune_block(block: nn.Module,
     with torch.no_grad():
         scales = {r: _snap(base[r][1] * theta[r].exp(), c) for r, c in tuned.items()}
         final = {f'{r}.weight': _stored_weight(c, scales[r].to(c.q.scales.device)).to(device, dt[r]) for r, c in tuned.items()}
-        final.update({n: (p.detach().float() + delta[n]).to(p.dtype) for n, p in ones.items()})
+        final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})   # as a checkpoint stores them: fp16
         after = full(final)
         kept = after < before
         if kept:
