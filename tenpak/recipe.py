@@ -125,6 +125,14 @@ def _dq8(name: str) -> Recipe:
     return Recipe.from_dict({**d, 'name': f'dq8-{name}', 'strategy': f"{d['strategy']}; 8-bit group scales, packed zeros"})
 BUILTINS.update({f'dq8-{n}': _dq8(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25', 'gptq-budget-2.5', 'gptq-budget-2.29',
                                                'rot-gptq-budget-3.25', 'rot-gptq-budget-2.5', 'rot-gptq-budget-2.29')})
+
+def _tuned(name: str) -> Recipe:
+    "The built-in `name`, each block then tuned after rounding (`tenpak.tune.BlockTune` defaults: group scales and norms, codes frozen)."
+    d = BUILTINS[name].to_dict()
+    return Recipe.from_dict({**d, 'name': f'tune-{name}', 'strategy': f"{d['strategy']}; blocks tuned after rounding", 'tune': True})
+BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5',
+                                                 'dq8-gptq-budget-2.29', 'dq8-rot-gptq-budget-3.25', 'dq8-rot-gptq-budget-2.5',
+                                                 'dq8-rot-gptq-budget-2.29')})
 DEFAULT_RECIPE = 'rtn-int4-g128'
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
