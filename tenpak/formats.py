@@ -18,7 +18,8 @@ __all__ = ['NM_WORD', 'CPU_GROUPS', 'kept_inputs', 'check_storable', 'stored_ten
            'pack_int4', 'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta',
            'pack_nm', 'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes',
            'unpack_codes', 'pack_group_params', 'stored_group_params', 'pack_layer', 'stored_codes', 'unpack_layer',
-           'dequantize_layer', 'KernelFit', 'triton_refusal', 'cpu_group', 'cpu_refusal', 'kernel_eligible']
+           'dequantize_layer', 'KernelFit', 'triton_refusal', 'cpu_group', 'cpu_refusal', 'kernel_eligible',
+           'kernel_notes']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
@@ -397,3 +398,19 @@ def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
                                       f"dequantized, then multiplied", cpu, why_cpu)
     why = triton_refusal(keep, g)
     return KernelFit(keep, not why, why, cpu, why_cpu)
+
+# %% ../nbs/03b_formats.ipynb #4a6a2119
+def kernel_notes(layers) -> list[str]:
+    "One line per device for the Linears of `layers` (name -> (`LayerPlan`, (N, K))) that no fast kernel runs, counted by reason (empty when every Linear has one)."
+    fits = {n: (lp, kernel_eligible(lp, N, K)) for n, (lp, (N, K)) in layers.items()}
+    out = []
+    for dev, why in (('CPU', lambda lp, f: f.cpu_reason if not f.cpu else ''), ('GPU', lambda lp, f: f.reason if not f.triton else '')):
+        slow = {}
+        for n, (lp, f) in fits.items():
+            if lp.keep: continue
+            if (w := why(lp, f)): slow.setdefault(w, []).append(n)
+        if slow:
+            parts = '; '.join(f"{len(v)} x {k}" for k, v in sorted(slow.items(), key=lambda kv: -len(kv[1])))
+            out.append(f"{dev}: {sum(map(len, slow.values()))} of {sum(not lp.keep for lp, _ in fits.values())} compressed Linears have no fast kernel "
+                       f"and run dequantize + matmul ({parts})")
+    return out

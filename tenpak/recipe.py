@@ -22,6 +22,7 @@ from .core import LayerPlan, get_method
 from .fisher import fisher_diag
 from .plan import build_plan, group_ladder, DEFAULT_CANDIDATES, _fit
 from .accounting import linear_bits
+from .formats import kernel_notes
 from .apply import compress_model
 from .rotate import rotatable, rotate_model
 from .stream import Stages, fisher_diag_streaming, perplexity_streaming
@@ -336,6 +337,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
     plan = applied.plan                                  # with the AWQ scales the search found: replayable
     with st('compressed_ppl'): comp = ppl(reference=base.reference) if kl and base.reference is not None else ppl()
     bits = model_bits(mdl, plan, applied.outlier_counts)
+    shapes = {n: tuple(lin.weight.shape) for n, lin in find_linears(mdl).items()}
     delta = (comp.ppl / base.ppl - 1) * 100
     record = dict(recipe=rec.name, strategy=rec.strategy, recipe_spec=rec.to_dict(), model=name, data=str(data),
                   seqlen=seqlen, tokens=base.tokens, windows=base.windows, calib_samples=rec.calib_samples,
@@ -343,7 +345,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                   ppl_base=base.ppl, ppl=comp.ppl, ppl_delta_pct=delta, kl_mean=comp.kl_mean, kl_p99=comp.kl_p99, top1_agree=comp.top1_agree,
                   kl_method=comp.kl_method, **bits.summary(),
                   status=rlog.status(delta, bits.ratio(32)), plan_summary=plan.summary(),
-                  plan_notes=sorted({lp.note for _, lp in plan if lp.note}), outliers=sum(applied.outlier_counts.values()),
+                  plan_notes=sorted({lp.note for _, lp in plan if lp.note}) + kernel_notes({n: (lp, shapes[n]) for n, lp in plan}), outliers=sum(applied.outlier_counts.values()),
                   awq=applied.awq, tune=applied.tune, plan_given=given is not None, **st.record(), device=str(device), dtype=str(dtype).replace('torch.', ''), stream=stream,
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), versions=rlog.versions())
     if save_dir:      # plan, record and checkpoint together, into a temp folder renamed over `save_dir` at the end
