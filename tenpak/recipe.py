@@ -127,6 +127,13 @@ def _dq8(name: str) -> Recipe:
 BUILTINS.update({f'dq8-{n}': _dq8(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25', 'gptq-budget-2.5', 'gptq-budget-2.29',
                                                'rot-gptq-budget-3.25', 'rot-gptq-budget-2.5', 'rot-gptq-budget-2.29')})
 
+# GGUF twins (`export.gguf_twin`): what `tenpak export --format gguf` writes block for block, so llama.cpp computes the fake-quant model
+BUILTINS.update({r.name: r for r in (
+    Recipe(name='gguf-q4_0', strategy='GPTQ INT4 g=32 symmetric, act-order, MSE clip: the exact twin of GGUF Q4_0',
+           defaults=dict(bits=4, group_size=32, sym=True, clip='mse', **_GPTQ)),
+    Recipe(name='gguf-q4_1', strategy='GPTQ INT4 g=32, integer zeros, act-order, MSE clip: the twin of GGUF Q4_1 (its -z·s in fp16)',
+           defaults=dict(bits=4, group_size=32, clip='mse', **_GPTQ)))})
+
 def _tuned(name: str) -> Recipe:
     "The built-in `name`, each block then tuned after rounding (`tenpak.tune.BlockTune` defaults: group scales and norms, codes frozen)."
     d = BUILTINS[name].to_dict()
