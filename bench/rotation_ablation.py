@@ -20,7 +20,17 @@ ap.add_argument('--model', default='smollm2-135m'); ap.add_argument('--recipes',
 ap.add_argument('--windows', type=int, default=64); ap.add_argument('--threads', type=int, default=1)
 ap.add_argument('--modes', default='rot,plain'); ap.add_argument('--heads', type=int, default=1)
 ap.add_argument('--massive', type=float, default=None); ap.add_argument('--out', default='rotation_ablation.jsonl'); ap.add_argument('--seqlen', type=int, default=None)
+ap.add_argument('--table', default=None, metavar='JSONL', help='print a markdown table of the records in JSONL and exit')
 a = ap.parse_args()
+if a.table:
+    rows = [json.loads(l) for l in open(a.table) if l.strip()]
+    f = lambda v, fmt: '—' if v is None else format(v, fmt)
+    print('| recipe | bits/weight | PPL Δ | KL mean (p99) | top-1 | time (s) | commit |\n|---|---:|---:|---:|---:|---:|---|')
+    for r in rows:
+        print(f"| `{r['recipe']}`{'' if r['mode'] == 'plain' else ' (' + r['mode'] + ')'} | {r['bpw']:.3f} | {r['delta']:+,.2f}% | "
+              f"{f(r.get('kl_mean'), '.3f')} ({f(r.get('kl_p99'), '.2f')}) | {f(None if r.get('top1_agree') is None else 100 * r['top1_agree'], '.1f')}% | "
+              f"{r['s']:.0f} | {r.get('commit', '—')} |")
+    sys.exit(0)
 torch.set_num_threads(a.threads)
 base_model, tok = load_model(a.model)
 from tenpak.zoo import default_seqlen
