@@ -32,6 +32,7 @@ if a.table:
               f"{r['s']:.0f} | {r.get('commit', '—')} |")
     sys.exit(0)
 torch.set_num_threads(a.threads)
+COMMIT = __import__('subprocess').run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()   # the code this process imported
 base_model, tok = load_model(a.model)
 from tenpak.zoo import default_seqlen
 seqlen = a.seqlen or default_seqlen(a.model)
@@ -55,6 +56,6 @@ for mode in a.modes.split(','):
         rec = res.record
         out = dict(model=a.model, recipe=r, mode=mode, heads=a.heads, massive=a.massive, bpw=rec['linear_bpw'], ppl=rec['ppl'], delta=rec['ppl_delta_pct'], kl_mean=rec.get('kl_mean'), kl_p99=rec.get('kl_p99'),
                    top1_agree=rec.get('top1_agree'), s=time.time()-t, rotation=info or rec.get('rotation'),
-                   plan_digest=rec.get('plan_digest'), commit=__import__('subprocess').run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip())
+                   plan_digest=rec.get('plan_digest'), commit=COMMIT)
         print(json.dumps(out), flush=True)
         open(a.out, 'a').write(json.dumps(out) + '\n')
