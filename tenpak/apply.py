@@ -91,12 +91,16 @@ def compress_model(model, plan: Plan,
         return res
     if calib is None: raise TenPakError("this plan needs calibration data (AWQ, GPTQ, activation outliers, Wanda, MSE clipping or block tuning)")
 
+    float_path = [None]                       # tune.target == 'float': the float model's activations entering the next block
     def step(i, block, inp):
         prefix = f"{arch.blocks}.{i}."
         rel = {n[len(prefix):]: lp for n, lp in plan if n.startswith(prefix)}
         F = {r: fisher[prefix + r].to(next(block.parameters()).device) for r in rel} if fisher is not None else None
         hess = [r for r, lp in rel.items() if not lp.keep and 'hessian' in get_method(lp).needs]
-        target = run_block(block, inp).hs if tune is not None else None     # the float block on these inputs, before rounding
+        target = None
+        if tune is not None and tune.target == 'float':     # the float model's path: its own inputs, kept block to block
+            float_path[0] = run_block(block, float_path[0] or inp); target = float_path[0].hs
+        elif tune is not None: target = run_block(block, inp).hs           # the float block on these inputs, before rounding
         if awq:                                  # its capture pass also records the input statistics, folded
             given = {k[len(prefix):]: torch.tensor(v) for k, v in plan.awq.items() if k.startswith(prefix)}
             out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess, scales=given,

@@ -29,6 +29,8 @@ class BlockTune:
     batch: int = 2             # calibration windows per step
     norms: bool = True         # also tune the 1-D parameters
     seed: int = 0              # which windows each step sees
+    target: str = 'block'      # 'block': the float block on the compressed prefix's inputs (OmniQuant); 'float': the float model's own
+                               # activations at the block's output, so a block also corrects the error of the blocks before it
 
     def __post_init__(self):
         for k in ('steps', 'batch', 'seed'):
@@ -38,6 +40,7 @@ class BlockTune:
             v = getattr(self, k)
             if not is_number(v) or not 0 <= v <= 1: raise TenPakError(f"tune {k} must be a number in [0, 1], got {v!r}")
         if not isinstance(self.norms, bool): raise TenPakError(f"tune norms must be true or false, got {self.norms!r}")
+        if self.target not in ('block', 'float'): raise TenPakError(f"tune target must be 'block' or 'float', got {self.target!r}")
 
     def to_dict(self) -> dict: return asdict(self)
 
