@@ -76,6 +76,8 @@ class LayerPlan:
                                         # width; 'dq8': also 8-bit scales against one fp16 per 16 groups of a row (`quant.DQ_GROUPS`)
     method: str = 'rtn'                 # registered compression method (`METHODS`): 'rtn', 'gptq', ...
     opts: dict = field(default_factory=dict)  # the method's own options (validated by its `Method.options`)
+    hadamard: int | None = None         # the stored weight is W M and the layer's input is rotated online, x -> x M
+                                        # (`rotate.online_hadamard` with this seed); None: no online rotation
     note: str = ''                      # why the plan differs from the recipe (e.g. clamped group)
 
     def __post_init__(self):
@@ -91,6 +93,8 @@ class LayerPlan:
         if not is_int(self.group_size) or self.group_size < 1: raise TenPakError(f"group_size must be a positive integer, got {self.group_size!r}")
         if self.zero not in ZEROS: raise TenPakError(f"zero must be one of {ZEROS}, got {self.zero!r}")
         if self.metadata not in METADATA: raise TenPakError(f"metadata must be one of {METADATA}, got {self.metadata!r}")
+        if self.hadamard is not None and (not is_int(self.hadamard) or self.hadamard < 0): raise TenPakError(f"hadamard must be a seed >= 0 or null, got {self.hadamard!r}")
+        if self.hadamard is not None and self.bits == KEEP: raise TenPakError("a Linear kept in fp16 cannot hold an online rotation (hadamard): compress it, or leave its role out of the rotation's 'online'")
         if self.metadata != 'fp16' and self.zero == 'float' and not self.sym and not self.keep:
             raise TenPakError(f"metadata={self.metadata!r} stores integer zero points at the code width: it needs zero='int' (or sym=True), not zero='float'")
         if not isinstance(self.method, str) or not isinstance(self.opts, dict): raise TenPakError(f"method must be a name and opts a mapping, got {self.method!r}, {self.opts!r}")
@@ -127,6 +131,7 @@ class LayerPlan:
         if self.sparsity: s += f" {self.sparsity[0]}:{self.sparsity[1]}"
         if self.awq: s += ' awq'
         if self.metadata != 'fp16': s += f' {self.metadata}'
+        if self.hadamard is not None: s += ' +online-had'
         return s
 
 def check_keys(d: dict, cls, what: str, extra: tuple = ()):

@@ -13,6 +13,7 @@ from torch import nn
 from .core import TenPakError
 from .pack import PackedLinear, load_packed, META, WEIGHTS
 from .arch import get_arch, native_state_dict, head_dim
+from .rotate import rotation, ONLINE_ATTR
 
 # %% auto #0
 __all__ = ['DTYPES', 'CT_BITS', 'GGUF_ARCH', 'export_dense', 'ct_refusal', 'export_compressed_tensors', 'export', 'gguf_name',
@@ -77,6 +78,17 @@ def _write(model, tensors, out_dir, tokenizer, dtype, quantization_config=None) 
     return out_dir
 
 # %% ../nbs/14d_export.ipynb #3251df95
+def _unrotated(w: torch.Tensor, seed: int | None) -> torch.Tensor:
+    "The weight a plain Linear needs for a layer that stores W M and rotates its input online (`rotate.add_online`): W = (W M) Mᵀ."
+    if seed is None: return w
+    return (w.double() @ rotation(w.shape[1], seed)[0].T.to(w.device)).to(w.dtype)
+
+def _refuse_online(model, packed, fmt: str):
+    "Raise `TenPakError` naming the first layer that rotates its input online: `fmt` has no such operation."
+    n = next((n for n, m in packed.items() if m.plan.hadamard is not None), None)
+    if n: raise TenPakError(f"{fmt} export: {n} rotates its input online (a randomized Hadamard, plan 'hadamard'), which {fmt} loaders do not "
+                            "compute; `tenpak export --format dense` writes the equivalent plain weights")
+
 def export_dense(src,                 # packed folder, or a model (with `PackedLinear`s, or fake-quantized by `compress_model`)
                  out_dir,             # the folder to write (replaced if it exists)
                  dtype=None,          # float16, bfloat16 or float32; None: the source model's (config.json's `dtype`)
@@ -88,8 +100,11 @@ def export_dense(src,                 # packed folder, or a model (with `PackedL
     packed = _packed(model)
     t = _plain_tensors(model, dt, packed)
     for n, m in packed.items():
-        t[f'{n}.weight'] = m.dequantize(torch.float32).to(dt).cpu()
+        t[f'{n}.weight'] = _unrotated(m.dequantize(torch.float32), m.plan.hadamard).to(dt).cpu()
         if m.bias is not None: t[f'{n}.bias'] = m.bias.detach().to(dt).cpu()
+    for n, m in model.named_modules():                  # a fake-quantized model's Linears that rotate their input online
+        if n not in packed and getattr(m, ONLINE_ATTR, None) is not None:
+            t[f'{n}.weight'] = _unrotated(m.weight.detach().float(), getattr(m, ONLINE_ATTR)).to(dt).cpu()
     return _write(model, native_state_dict(model, t), out_dir, tokenizer or tok, dt)     # GPT-2's Conv1D, fused experts: the family's own layout
 
 # %% ../nbs/14d_export.ipynb #10c24926
@@ -133,6 +148,7 @@ def export_compressed_tensors(src,              # packed folder, or a model with
                           "layers as nn.Linears, not in the layout compressed-tensors loaders expect; `tenpak export --format dense` writes it")
     packed = _packed(model)
     if not packed: raise TenPakError("nothing to export: the model has no PackedLinear (load it with load_packed, or pack it with to_packed)")
+    _refuse_online(model, packed, 'compressed-tensors')
     bad = {n: r for n, m in packed.items() if (r := ct_refusal(m))}
     if bad:
         n, r = next(iter(bad.items()))
@@ -253,6 +269,7 @@ def export_gguf(src,                 # packed folder, or a model with `PackedLin
     w.add_vocab_size(cfg.vocab_size); w.add_key_length(hd); w.add_value_length(hd); w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _gguf_tokenizer(w, tokenizer or tok, cfg)
     packed = _packed(model)
+    _refuse_online(model, packed, 'GGUF')
     perm = lambda n, t: _rope_permute(t, nh) if n.endswith('q_proj') else _rope_permute(t, nkv) if n.endswith('k_proj') else t
     report = {}
     for k, v in _plain_tensors(model, torch.float32, packed).items():

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .rotate import online_hadamard
 from .formats import check_tensors, pack_layer, stored_codes, dequantize_layer, unpack_col16, kernel_eligible, stored_tensors, stored_group_params
 from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
 from .outliers import CSR
@@ -108,6 +109,7 @@ class PackedLinear(nn.Module):
         return self._cpu[1]
 
     def forward(self, x):
+        if self.plan.hadamard is not None: x = online_hadamard(x, self.plan.hadamard)   # the stored weight is W M (`rotate.add_online`)
         b = None if self.bias is None else self.bias.to(x.dtype)      # the compute dtype is the input's (transformers may leave a buffer fp16)
         if self.fit.cpu and x.device.type == 'cpu' and (self.cpu_kernel == 'always' or self.cpu_kernel == 'bf16' and x.dtype == torch.bfloat16):
             # torch's CPU INT4 kernel, run in bf16 (`cpu_kernel`)

@@ -24,7 +24,7 @@ from .plan import build_plan, group_ladder, DEFAULT_CANDIDATES, _fit
 from .accounting import linear_bits
 from .formats import kernel_notes
 from .apply import compress_model
-from .rotate import rotatable, rotate_model
+from .rotate import rotatable, rotate_model, Rotation
 from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
@@ -117,6 +117,13 @@ def _rot(name: str) -> Recipe:
                              'rotate': {'massive': 100.0}})
 BUILTINS.update({f'rot-{n}': _rot(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25',
                                                'gptq-budget-2.5', 'gptq-budget-2.29')})
+
+def _rot_online(name: str) -> Recipe:
+    "`rot-{name}` with an online randomized Hadamard on every `down_proj` input too (`Rotation.online`; QuaRot / QuIP#'s online step)."
+    d = BUILTINS[f'rot-{name}'].to_dict()
+    return Recipe.from_dict({**d, 'name': f'rot-online-{name}', 'strategy': d['strategy'] + ' + online Hadamard on down_proj inputs',
+                             'rotate': {**d['rotate'], 'online': ['mlp_down']}})
+BUILTINS.update({f'rot-online-{n}': _rot_online(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-budget-3.25', 'gptq-budget-2.5')})
 
 def _dq8(name: str) -> Recipe:
     "The built-in `name` with 8-bit group scales and integer zeros at the code width (`LayerPlan.metadata='dq8'`) on its defaults and every budget candidate: the metadata bits saved go to codes."
@@ -300,6 +307,8 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
         check_recipe(mdl, rec)
         rot = given.meta.get('rotation') if given is not None else rec.rotate      # a replayed plan rotates as it was made
         if rot and (why := rotatable(mdl)): raise TenPakError(f"recipe {rec.name!r} rotates the model, but {why}")
+        if rot and Rotation.from_dict(rot).online and (rec.awq or (given is not None and given.awq)):
+            raise TenPakError(f"recipe {rec.name!r}: AWQ folds its scales into the module before a Linear, and an online rotation ('online') sits between them: use one or the other")
     with st('tokenize'):
         test = as_windows(tokenize(tok, corpus.test), seqlen, bos)
         if eval_windows: test = test[:eval_windows]
@@ -337,7 +346,11 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
                                device=device, progress=progress)
             score = hessian_score(hs, fisher)
     with st('plan'): plan = given or build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
-    if rot: plan.meta['rotation'] = rot
+    if rot:
+        plan.meta['rotation'] = rot
+        for n, sd in rot['applied'].get('online', {}).items():      # the layers that rotate their input at run time say so
+            if given is not None and plan[n].hadamard != sd: raise TenPakError(f"the given plan's {n} has hadamard={plan[n].hadamard}, its rotation {sd}")
+            plan.layers[n] = dataclasses.replace(plan[n], hadamard=sd)
     with st('compress'):
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
                                  device=device, keep_parts=pack, progress=progress, tune=None if given is not None else rec.tune)

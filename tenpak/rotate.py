@@ -10,11 +10,11 @@ import math
 import torch
 from torch import nn
 from .core import TenPakError
-from .arch import get_arch, get_blocks, get_module, find_linears, head_dim
+from .arch import get_arch, get_blocks, get_module, find_linears, head_dim, ROLES
 
 # %% auto #0
-__all__ = ['hadamard_factors', 'hadamard', 'rotation', 'rotatable', 'Rotation', 'fold_norms', 'massive_channels', 'rotate_model',
-           'weight_stats', 'plot_weight_stats']
+__all__ = ['ONLINE_ATTR', 'hadamard_factors', 'hadamard', 'rotation', 'online_hadamard', 'rotatable', 'Rotation', 'fold_norms',
+           'massive_channels', 'rotate_model', 'add_online', 'weight_stats', 'plot_weight_stats']
 
 # %% ../nbs/10b_rotate.ipynb #6afc4cfd
 def _is_prime(q: int) -> bool:
@@ -66,6 +66,36 @@ def rotation(n: int,               # width
     q, r = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r))[None, :], 'orthogonal'       # Haar-distributed
 
+# %% ../nbs/10b_rotate.ipynb #bd7cd7e0
+def _fwht(x: torch.Tensor) -> torch.Tensor:
+    "x (..., k) -> x H_k for the Sylvester matrix H_k (k a power of two), unnormalized, by butterflies."
+    k, h = x.shape[-1], 1
+    while h < k:
+        y = x.reshape(*x.shape[:-1], k // (2 * h), 2, h)
+        x = torch.stack([y[..., 0, :] + y[..., 1, :], y[..., 0, :] - y[..., 1, :]], -2).reshape(*x.shape[:-1], k)
+        h *= 2
+    return x
+
+_ONLINE = {}      # (n, seed, device) -> (Paley factor or None, signs)
+
+def online_hadamard(x: torch.Tensor, seed: int) -> torch.Tensor:
+    "x (..., n) -> x M with M = `rotation(n, seed)` (a randomized Hadamard matrix), in O(n log n); computed in float32, returned in x's dtype."
+    n = x.shape[-1]
+    key = (n, int(seed), str(x.device))
+    if key not in _ONLINE:
+        f = hadamard_factors(n)
+        if f is None: raise TenPakError(f"no Hadamard matrix of order {n} is known here: an online rotation needs n = m * 2^k with m = 1, 2 or a Paley order")
+        m, k = f
+        Hm = None if m == 1 else torch.tensor([[1.0, 1.0], [1.0, -1.0]]) if m == 2 else _paley(m - 1).float()    # as `hadamard` builds it
+        g = torch.Generator().manual_seed(int(seed))
+        s = (torch.randint(0, 2, (n,), generator=g).float() * 2 - 1) / math.sqrt(n)
+        _ONLINE[key] = (None if Hm is None else Hm.float().to(x.device), s.to(x.device), m, k)
+    Hm, s, m, k = _ONLINE[key]
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    y = _fwht(x.to(dt).reshape(*x.shape[:-1], m, k))                  # X H_k, X = x viewed (m, k)
+    if Hm is not None: y = torch.einsum('ac,...ad->...cd', Hm.to(dt), y)     # H_mᵀ X H_k: x (H_m ⊗ H_k)
+    return (y.reshape(x.shape) * s.to(dt)).to(x.dtype)
+
 # %% ../nbs/10b_rotate.ipynb #d2335919
 def _is_rms(norm: nn.Module) -> bool:
     return not isinstance(norm, nn.LayerNorm) and getattr(norm, 'bias', None) is None and getattr(norm, 'weight', None) is not None
@@ -102,6 +132,7 @@ class Rotation:
     heads: bool = True            # also rotate each attention head's value / output path
     massive: float | None = None  # leave residual channels whose RMS exceeds `massive` x the median out of the rotation
     keep: list[int] | None = None # those channels (found on calibration windows when `massive` is set; stored to replay)
+    online: tuple = ()            # roles (e.g. 'mlp_down') whose input gets a randomized Hadamard at run time (`online_hadamard`)
 
     def __post_init__(self):
         if self.massive is not None and (isinstance(self.massive, bool) or not isinstance(self.massive, (int, float)) or self.massive <= 1):
@@ -111,6 +142,9 @@ class Rotation:
         if self.kind not in ('hadamard', 'orthogonal'): raise TenPakError(f"rotation kind must be 'hadamard' or 'orthogonal', got {self.kind!r}")
         if not is_int(self.seed) or self.seed < 0: raise TenPakError(f"rotation seed must be an integer >= 0, got {self.seed!r}")
         if not isinstance(self.heads, bool): raise TenPakError(f"rotation 'heads' must be true or false, got {self.heads!r}")
+        if isinstance(self.online, str) or not isinstance(self.online, (list, tuple)) or not all(isinstance(r, str) for r in self.online):
+            raise TenPakError(f"rotation 'online' must be a list of Linear roles such as ['mlp_down'], got {self.online!r}")
+        object.__setattr__(self, 'online', tuple(self.online))
 
     @classmethod
     def from_dict(cls, d) -> 'Rotation':
@@ -119,7 +153,7 @@ class Rotation:
         check_keys(d, cls, 'rotate', extra=('applied',))
         return cls(**{k: v for k, v in d.items() if k != 'applied'})
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict: return {**asdict(self), 'online': list(self.online)}
 
 # %% ../nbs/10b_rotate.ipynb #f872ddf5
 def _dev(t, M): return M.to(t.device)
@@ -234,6 +268,33 @@ def rotate_model(model, rot: Rotation | dict | bool = True,
             W = o.weight                                             # (d, heads * hd): each head's columns -> · H
             o.weight.copy_((W.double().reshape(W.shape[0], -1, hd) @ _dev(W, H)).reshape(W.shape).to(W.dtype))
         out['applied']['heads'] = [hd, hkind]
+    if rot.online: out['applied']['online'] = add_online(model, rot.online, rot.seed + 2)
+    return out
+
+ONLINE_ATTR = '_tenpak_online'      # set on a Linear whose input is rotated online: the seed of its `online_hadamard`
+
+def _online_pre_hook(seed: int):
+    def hook(mod, args): return (online_hadamard(args[0], seed), *args[1:])
+    return hook
+
+@torch.no_grad()
+def add_online(model, roles, seed: int) -> dict[str, int]:
+    "Give every Linear of the decoder blocks with a role in `roles` an online randomized Hadamard on its input (stored weight W M, a forward pre-hook x -> x M); returns name -> seed, what the plan's `LayerPlan.hadamard` records."
+    arch = get_arch(model)
+    bad = [r for r in roles if r not in ROLES]
+    if bad: raise TenPakError(f"rotation 'online': unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    lins = [(f"{arch.blocks}.{i}.{p}", m) for i, block in enumerate(get_blocks(model)) for p, m in block.named_modules()
+            if isinstance(m, nn.Linear) and arch.role(p) in roles]
+    if not lins: raise TenPakError(f"rotation 'online': no Linear of {arch.name} has a role in {list(roles)}")
+    out = {}
+    for name, m in lins:
+        if hasattr(m, ONLINE_ATTR): raise TenPakError(f"{name} already has an online rotation")
+        if hadamard_factors(m.in_features) is None:
+            raise TenPakError(f"{name}: no Hadamard matrix of order {m.in_features} is known here, so its input cannot be rotated online")
+        _reads(m.weight, rotation(m.in_features, seed)[0])    # W -> W M
+        m.register_forward_pre_hook(_online_pre_hook(seed))   # x -> x M
+        setattr(m, ONLINE_ATTR, seed)
+        out[name] = seed
     return out
 
 # %% ../nbs/10b_rotate.ipynb #2ecb5dad
