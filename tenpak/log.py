@@ -118,7 +118,7 @@ def load(path=None) -> list[dict]:
         except json.JSONDecodeError as e: raise TenPakError(f"{path}:{i}: malformed log line ({e})") from None
     return out
 
-# %% ../nbs/15_log.ipynb #2be55dd1
+# %% ../nbs/15_log.ipynb #5c16eb4f
 def _vkey(name: str):
     m = re.fullmatch(r'v(\d+)', name)
     return (0, int(m[1]), name) if m else (1, 0, name)
@@ -144,11 +144,12 @@ def _measured(r: dict) -> str: return f"{str(r.get('date', '?'))[:10]} {source(r
 _ICON = {'PASS': '✅ PASS', 'TARGET': '🎯 TARGET', 'MARGINAL': '⚠️ MARGINAL', 'FAIL': '❌ FAIL'}
 
 def sources(records: Iterable[dict]) -> list[str]:
-    "One line per (source, command, commit) among `records`: how many rows, their dates."
+    "One line per (source, command, commit) among `records`: how many rows, their dates (a command's `--recipe` value shows as `<recipe>`)."
     groups = {}
     for r in records:
         pv = r.get('provenance') or {}
         cmd = r.get('imported_from') or pv.get('command') or '(not recorded)'
+        if r.get('recipe'): cmd = cmd.replace(f"--recipe {shlex.quote(r['recipe'])}", '--recipe <recipe>')   # one line for a loop over recipes
         commit = (pv.get('git') or {}).get('head', '')[:7] or 'not recorded'
         groups.setdefault((source(r), cmd, commit), []).append(str(r.get('date', '?'))[:10])
     out = []
