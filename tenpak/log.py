@@ -17,7 +17,7 @@ __all__ = ['KINDS', 'REGENERATE', 'SEED_RUNS', 'kind', 'status', 'versions', 'en
            'best', 'decode_table', 'report', 'plot_pareto', 'pareto_data', 'digest', 'save_png', 'png_meta',
            'diff_files']
 
-# %% ../nbs/15_log.ipynb #aef5c34b
+# %% ../nbs/15_log.ipynb #d0f66370
 KINDS = ('run', 'peer', 'session', 'decode', 'lm-eval')
 
 def kind(r: dict) -> str:
@@ -99,10 +99,10 @@ def default_log_path() -> Path:
     return Path(os.environ.get('TENPAK_LOG', 'runs/log.jsonl'))
 
 def append(record: dict, path=None) -> Path:
-    "Append one record as a JSON line (written whole, then flushed), with its `provenance` added when it has none."
+    "Append one record as a JSON line (written whole, then flushed); a record without `provenance` gets it, in place (the caller holds what was logged)."
     path = Path(path or default_log_path())
     path.parent.mkdir(parents=True, exist_ok=True)
-    if 'provenance' not in record: record = {**record, 'provenance': provenance()}
+    if 'provenance' not in record: record['provenance'] = provenance()
     line = json.dumps(record, sort_keys=True) + '\n'
     with open(path, 'a') as f: f.write(line); f.flush(); os.fsync(f.fileno())
     return path
