@@ -536,6 +536,8 @@ def cpu_args(p):
     p.add_argument('--threads', type=int, default=1, help='CPU mode: torch threads')
     p.add_argument('--ref-tokens', type=int, default=16, help='CPU mode: new tokens for the slow reference-path variant')
     p.add_argument('--note', default='', help='CPU mode: free text recorded with the results (e.g. other load on the machine)')
+    p.add_argument('--log', default=None, help='CPU mode: results log the variants are appended to as `decode` records '
+                                               '(default: log.jsonl beside --out, i.e. results/log.jsonl)')
     p.add_argument('--cpu-worker', default=None, help=argparse.SUPPRESS)
 
 
@@ -642,7 +644,20 @@ def cpu_main(args):
                 r['first_divergence_vs_float32'] = next((i for i in range(k) if r['generated'][i] != base['generated'][i]), None)
     out.write_text(json.dumps(res, indent=1))
     log(f"wrote {out}")
+    lp = log_records(res, Path(args.log) if args.log else out.parent / 'log.jsonl')
+    log(f"appended {len(res['results'])} decode records to {lp}")
     print(cpu_table(res))
+
+
+def log_records(res: dict, path: Path) -> Path:
+    "Each variant as one `decode` record of the results log (`tenpak.log`), with the run's config, environment and provenance."
+    import datetime
+    from tenpak import log as rlog
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    sid = f"decode/{date}"
+    for r in res['results']:
+        rlog.append(dict(kind='decode', session=sid, date=date, config=res['config'], env=res['env'], **r), path)
+    return path
 
 
 def cpu_table(res) -> str:

