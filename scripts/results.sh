@@ -13,4 +13,4 @@ for r in "${recipes[@]}"; do
   echo "== $r"
   tenpak run --model ref-tiny --recipe "$r" --data embedded --seqlen 256
 done
-tenpak table --out results/RESULTS.md --plot results/pareto.png
+python tools/results.py      # RESULTS.md, pareto.png and the quality tables, all from results/log.jsonl

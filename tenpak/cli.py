@@ -127,7 +127,7 @@ def _dispatch(args) -> int:
         txt = rlog.report(recs)
         if args.out: Path(args.out).write_text(txt)
         else: print(txt)
-        if args.plot: rlog.plot_pareto(recs).savefig(args.plot, dpi=120, bbox_inches='tight')
+        if args.plot: rlog.save_png(rlog.plot_pareto(recs), args.plot, rlog.digest(rlog.pareto_data(recs)))   # carries its data's digest (`tools/results.py --check`)
     elif args.cmd == 'export': _export(args)
     elif args.cmd == 'eval':
         from tenpak.lmeval import evaluate, scores_table
