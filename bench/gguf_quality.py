@@ -17,6 +17,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument('--model', default='ref-tiny'); ap.add_argument('--qtype', default='Q4_1'); ap.add_argument('--recipe', default='gguf-q4_1')
 ap.add_argument('--windows', type=int, default=None); ap.add_argument('--threads', type=int, default=1)
 ap.add_argument('--out', default='gguf_quality.jsonl')
+ap.add_argument('--log', default='results/log.jsonl', help="also append each row to this results log (kind 'gguf'); '' for none")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 import gguf
@@ -26,6 +27,7 @@ from tenpak.export import export_gguf
 from tenpak.eval import perplexity, as_windows
 from tenpak.data import load_corpus, tokenize
 from tenpak.arch import bos_id, find_linears
+from tenpak import log as rlog
 
 model, tok = load_model(a.model)
 seqlen = default_seqlen(a.model)
@@ -42,6 +44,7 @@ def emit(row):
     row = {**common, **row}
     print(json.dumps(row), flush=True)
     with open(a.out, 'a') as f: f.write(json.dumps(row) + '\n')
+    if a.log: rlog.append({**row, 'kind': 'gguf'}, a.log)
 
 def score(m, name, **extra):
     r = perplexity(m, test, batch_size=8, progress=False, reference=base)

@@ -15,11 +15,13 @@ from tenpak.rotate import rotate_model
 from tenpak.eval import perplexity, as_windows
 from tenpak.data import load_corpus, tokenize
 from tenpak.arch import bos_id
+from tenpak import log as rlog
 ap = argparse.ArgumentParser()
 ap.add_argument('--model', default='smollm2-135m'); ap.add_argument('--recipes', default='rtn-int4-g128')
 ap.add_argument('--windows', type=int, default=64); ap.add_argument('--threads', type=int, default=1)
 ap.add_argument('--modes', default='rot,plain'); ap.add_argument('--heads', type=int, default=1)
 ap.add_argument('--massive', type=float, default=None); ap.add_argument('--out', default='rotation_ablation.jsonl'); ap.add_argument('--seqlen', type=int, default=None)
+ap.add_argument('--log', default='results/log.jsonl', help="also append each run's full record to this results log (kind 'ablation'); '' for none")
 ap.add_argument('--table', default=None, metavar='JSONL', help='print a markdown table of the records in JSONL and exit')
 a = ap.parse_args()
 if a.table:
@@ -59,3 +61,4 @@ for mode in a.modes.split(','):
                    plan_digest=rec.get('plan_digest'), commit=COMMIT)
         print(json.dumps(out), flush=True)
         open(a.out, 'a').write(json.dumps(out) + '\n')
+        if a.log: rlog.append({**rec, 'kind': 'ablation', 'ablation': a.out, 'mode': mode, 'rotation_applied': info}, a.log)   # the one results log
