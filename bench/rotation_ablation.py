@@ -11,6 +11,7 @@ One JSON line per run is appended to --out. (`--modes plain` with `rot-*` recipe
 import sys, json, time, copy, argparse, torch
 from tenpak.zoo import load_model
 from tenpak.recipe import run, get_recipe
+from tenpak.core import Recipe
 from tenpak.rotate import rotate_model
 from tenpak.eval import perplexity, as_windows
 from tenpak.data import load_corpus, tokenize
@@ -22,6 +23,7 @@ ap.add_argument('--windows', type=int, default=64); ap.add_argument('--threads',
 ap.add_argument('--modes', default='rot,plain'); ap.add_argument('--heads', type=int, default=1)
 ap.add_argument('--massive', type=float, default=None); ap.add_argument('--out', default='rotation_ablation.jsonl'); ap.add_argument('--seqlen', type=int, default=None)
 ap.add_argument('--log', default='results/log.jsonl', help="also append each run's full record to this results log (kind 'ablation'); '' for none")
+ap.add_argument('--tune', default=None, metavar='JSON', help='override every recipe\'s block tuning (`Recipe.tune`), e.g. \'{"steps": 60}\'; the recipe is renamed with the setting')
 ap.add_argument('--table', default=None, metavar='JSONL', help='print a markdown table of the records in JSONL and exit')
 a = ap.parse_args()
 if a.table:
@@ -54,9 +56,13 @@ for mode in a.modes.split(','):
             pr = perplexity(m, test, batch_size=8, progress=False).ppl
             print(f'rotated float PPL {pr:.4f} (rel diff {pr/p0-1:+.2e})', flush=True)
         t = time.time()
-        res = run(r, model=m, tokenizer=tok, model_name=a.model, eval_windows=a.windows, baseline=base if mode == 'plain' else p0, log=False, progress=False, seqlen=seqlen)
+        rr = get_recipe(r)
+        if a.tune:
+            tn = json.loads(a.tune)
+            rr = Recipe.from_dict({**rr.to_dict(), 'name': f"{r}+tune{a.tune.replace(' ', '')}", 'tune': tn})
+        res = run(rr, model=m, tokenizer=tok, model_name=a.model, eval_windows=a.windows, baseline=base if mode == 'plain' else p0, log=False, progress=False, seqlen=seqlen)
         rec = res.record
-        out = dict(model=a.model, recipe=r, mode=mode, heads=a.heads, massive=a.massive, bpw=rec['linear_bpw'], ppl=rec['ppl'], delta=rec['ppl_delta_pct'], kl_mean=rec.get('kl_mean'), kl_p99=rec.get('kl_p99'),
+        out = dict(model=a.model, recipe=rr.name, mode=mode, heads=a.heads, massive=a.massive, bpw=rec['linear_bpw'], ppl=rec['ppl'], delta=rec['ppl_delta_pct'], kl_mean=rec.get('kl_mean'), kl_p99=rec.get('kl_p99'),
                    top1_agree=rec.get('top1_agree'), s=time.time()-t, rotation=info or rec.get('rotation'),
                    plan_digest=rec.get('plan_digest'), commit=COMMIT)
         print(json.dumps(out), flush=True)
