@@ -132,7 +132,8 @@ def _dq8(name: str) -> Recipe:
     if d['candidates']: d['candidates'] = [{**c, 'metadata': 'dq8'} for c in d['candidates']]
     return Recipe.from_dict({**d, 'name': f'dq8-{name}', 'strategy': f"{d['strategy']}; 8-bit group scales, packed zeros"})
 BUILTINS.update({f'dq8-{n}': _dq8(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25', 'gptq-budget-2.5', 'gptq-budget-2.29',
-                                               'rot-gptq-budget-3.25', 'rot-gptq-budget-2.5', 'rot-gptq-budget-2.29')})
+                                               'rot-gptq-budget-3.25', 'rot-gptq-budget-2.5', 'rot-gptq-budget-2.29',
+                                               'rot-online-gptq-budget-3.25', 'rot-online-gptq-budget-2.5')})
 
 # GGUF twins (`export.gguf_twin`): what `tenpak export --format gguf` writes block for block, so llama.cpp computes the fake-quant model
 BUILTINS.update({r.name: r for r in (
@@ -147,7 +148,7 @@ def _tuned(name: str) -> Recipe:
     return Recipe.from_dict({**d, 'name': f'tune-{name}', 'strategy': f"{d['strategy']}; blocks tuned after rounding", 'tune': True})
 BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5',
                                                  'dq8-gptq-budget-2.29', 'dq8-rot-gptq-budget-3.25', 'dq8-rot-gptq-budget-2.5',
-                                                 'dq8-rot-gptq-budget-2.29')})
+                                                 'dq8-rot-gptq-budget-2.29', 'dq8-rot-online-gptq-budget-3.25', 'dq8-rot-online-gptq-budget-2.5')})
 DEFAULT_RECIPE = 'rtn-int4-g128'
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
