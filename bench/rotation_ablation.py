@@ -29,9 +29,9 @@ a = ap.parse_args()
 if a.table:
     rows = [json.loads(l) for l in open(a.table) if l.strip()]
     f = lambda v, fmt: '—' if v is None else format(v, fmt)
-    print('| recipe | bits/weight | PPL Δ | KL mean (p99) | top-1 | time (s) | commit |\n|---|---:|---:|---:|---:|---:|---|')
+    print('| model | recipe | bits/weight | PPL Δ | KL mean (p99) | top-1 | time (s) | commit |\n|---|---|---:|---:|---:|---:|---:|---|')
     for r in rows:
-        print(f"| `{r['recipe']}`{'' if r['mode'] == 'plain' else ' (' + r['mode'] + ')'} | {r['bpw']:.3f} | {r['delta']:+,.2f}% | "
+        print(f"| {r['model']} | `{r['recipe']}`{'' if r['mode'] == 'plain' else ' (' + r['mode'] + ')'} | {r['bpw']:.3f} | {r['delta']:+,.2f}% | "
               f"{f(r.get('kl_mean'), '.3f')} ({f(r.get('kl_p99'), '.2f')}) | {f(None if r.get('top1_agree') is None else 100 * r['top1_agree'], '.1f')}% | "
               f"{r['s']:.0f} | {r.get('commit', '—')} |")
     sys.exit(0)
