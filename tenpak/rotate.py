@@ -40,6 +40,10 @@ def hadamard_factors(n: int) -> tuple[int, int] | None:
         k //= 2
     return None
 
+def _factor(m: int) -> torch.Tensor:
+    "The small Hadamard factor of order m (1, 2 or a Paley order) that `hadamard` multiplies by a Sylvester matrix, float64."
+    return torch.ones(1, 1, dtype=torch.float64) if m == 1 else torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64) if m == 2 else _paley(m - 1)
+
 def hadamard(n: int) -> torch.Tensor | None:
     "A Hadamard matrix of order n (entries ±1, H Hᵀ = n I) as float64, or None when `hadamard_factors` finds none."
     f = hadamard_factors(n)
@@ -47,8 +51,7 @@ def hadamard(n: int) -> torch.Tensor | None:
     m, k = f
     H = torch.ones(1, 1, dtype=torch.float64)
     while H.shape[0] < k: H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)   # Sylvester
-    Hm = torch.tensor([[1.0]], dtype=torch.float64) if m == 1 else \
-         torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64) if m == 2 else _paley(m - 1)
+    Hm = _factor(m)
     return torch.kron(Hm, H)
 
 # %% ../nbs/10b_rotate.ipynb #294166e9
@@ -86,7 +89,7 @@ def online_hadamard(x: torch.Tensor, seed: int) -> torch.Tensor:
         f = hadamard_factors(n)
         if f is None: raise TenPakError(f"no Hadamard matrix of order {n} is known here: an online rotation needs n = m * 2^k with m = 1, 2 or a Paley order")
         m, k = f
-        Hm = None if m == 1 else torch.tensor([[1.0, 1.0], [1.0, -1.0]]) if m == 2 else _paley(m - 1).float()    # as `hadamard` builds it
+        Hm = None if m == 1 else _factor(m).float()                     # as `hadamard` builds it
         g = torch.Generator().manual_seed(int(seed))
         s = (torch.randint(0, 2, (n,), generator=g).float() * 2 - 1) / math.sqrt(n)
         _ONLINE[key] = (None if Hm is None else Hm.float().to(x.device), s.to(x.device), m, k)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 from .core import TenPakError, check_keys, is_int, is_number
-from .quant import dequantize, dq_snap
+from .quant import dequantize, dq_snap, _fp16_up, FP16_MAX
 from .formats import Compressed
 from .calib import BlockInputs, to_device, _out
 
@@ -55,10 +55,8 @@ class BlockTune:
 # %% ../nbs/12c_tune.ipynb #4108decd
 def _snap(s: torch.Tensor, c: Compressed) -> torch.Tensor:
     "Scales `s` (N, G) as the plan stores them: on the 8-bit grid of the part's super-scales (dq8) or fp16 (rounded up, as the quantizer does)."
-    s = s.float().clamp(2 ** -24, 65504.)
-    if c.plan.metadata == 'dq8': return dq_snap(s, c.q.sup)
-    h = s.half()
-    return torch.where(h.float() < s, torch.nextafter(h, torch.full_like(h, float('inf'))), h).float()
+    s = s.float().clamp(2 ** -24, FP16_MAX)
+    return dq_snap(s, c.q.sup) if c.plan.metadata == 'dq8' else _fp16_up(s)
 
 def _stored_weight(c: Compressed, scales: torch.Tensor) -> torch.Tensor:
     "The dense weight the packed layer computes with, for `c` with its scales replaced (as `compress_weight` builds `w_hat`)."
