@@ -106,6 +106,10 @@ def parse_args(argv=None):
     p.add_argument('--peers-timeout', type=float, default=3600, help='seconds allowed to the llm-compressor subprocess')
     p.add_argument('--out-dir', default=None, help='default results/ (with --quick: /tmp/tenpak-quality)')
     p.add_argument('--log', default=None, help='results log the run is appended to (default OUT_DIR/log.jsonl: results/log.jsonl)')
+    p.add_argument('--join', default=None, metavar='SESSION',
+                   help="add this run's points to an earlier session of the same model (its id, or 'latest'): a long table "
+                        "measured in parts (e.g. peers now, TenPak recipes later); the windows, calibration and float PPL "
+                        "must match it, and the part is logged as a `session-part` record beside it")
     p.add_argument('--render', action='store_true',
                    help='measure nothing: regenerate the tables and plots of OUT_DIR from the log (as tools/results.py does)')
     return p.parse_args(argv)
@@ -170,6 +174,7 @@ class Bench:
         self.skipped: list[dict] = []      # methods / recipes / configs not run, with the reason
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
+        self.joined = None                 # the session record a --join run adds its points to
 
     # -- setup
     def setup(self):
@@ -201,6 +206,29 @@ class Bench:
             f"({self.base.tokens} predicted tokens; {self.all_windows} windows in the test split), "
             f"{self.timings['baseline_ppl_s']:.1f} s")
         if self.model_name == common.SMOLLM2: log(common.SMOLLM2_CAVEAT)
+        if self.joined: self.check_join()
+
+    def find_join(self, log_path: Path):
+        "The session record --join names (its id or 'latest': the model's newest), or None without --join."
+        if not self.args.join: return None
+        from tenpak import log as rlog
+        ss = [r for r in rlog.load(log_path) if rlog.kind(r) == 'session' and r.get('bench') == 'bench/quality.py'
+              and r.get('model') == self.model_name]
+        if self.args.join != 'latest': ss = [r for r in ss if r['session'] == self.args.join]
+        if not ss: raise SystemExit(f"--join {self.args.join}: no bench/quality.py session of {self.model_name} in {log_path}")
+        return ss[-1]
+
+    def check_join(self):
+        "A part must measure what its session measured: same seqlen, windows, calibration and (to 1e-6) float PPL."
+        s, b = self.joined, self.base
+        want = dict(seqlen=s['seqlen'], windows=s['baseline']['windows'], tokens=s['baseline']['tokens'],
+                    calib_windows=s['calib_windows'], quick=s['quick'])
+        have = dict(seqlen=self.seqlen, windows=b.windows, tokens=b.tokens, calib_windows=int(self.calib.shape[0]),
+                    quick=bool(self.args.quick))
+        if want != have or abs(b.ppl / s['baseline']['ppl'] - 1) > 1e-6:
+            raise SystemExit(f"--join {s['session']}: this run measures {have} with float PPL {b.ppl:.6f}, the session "
+                             f"{want} with {s['baseline']['ppl']:.6f}; a part must measure the same")
+        log(f"joining {s['session']} (float PPL matches: {b.ppl:.6f})")
 
     def ppl(self):
         "PPL of the model as it is now, with KL(float ‖ it) and top-1 agreement against the float summary."
@@ -639,7 +667,12 @@ def section(rep: dict, png_name: str) -> str:
     src = f"session `{rep['session']}` of `results/log.jsonl`" + (f", imported from `{rep['imported_from']}`" if rep.get('imported_from') else '')
     L += [f"Command: `{rep['command']}` — {rep['date']}, commit {g or 'not recorded'}, {rep['machine']['cpu'] or 'CPU'} "
           f"({rep['machine']['torch_threads']} threads), total {rep['timings']['total_s'] / 60:.1f} min; {src}.",
-          '',
+          '']
+    for q in rep.get('parts') or []:               # runs that joined the session (--join), each with its own provenance
+        L += [f"Joined by: `{q['command']}` — {q['date']}, commit {(q.get('git') or {}).get('head', '')[:7] or 'not recorded'}, "
+              f"{q['machine']['torch_threads']} threads, total {q['timings']['total_s'] / 60:.1f} min (same windows, "
+              f"calibration and float PPL, checked).", '']
+    L += [
           f"Float model: PPL {b['ppl']:.4f} on {b['windows']} of {rep['test_windows_total']} held-out windows x "
           f"{rep['seqlen']} tokens ({b['tokens']} predicted tokens); calibration: {rep['calib_windows']} train "
           f"windows (seed 1). Cells: PPL increase vs that float PPL; **bold ★** = best in the column; "
@@ -744,7 +777,7 @@ def log_records(bench: Bench) -> list[dict]:
     from tenpak import log as rlog
     a = bench.args
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    sid = f"quality/{bench.model_name}/{date}"
+    sid = bench.joined['session'] if bench.joined else f"quality/{bench.model_name}/{date}"
     cmd = shlex.join(['python', 'bench/quality.py'] + sys.argv[1:])
     mach = dict(machine(), loadavg_start=bench.load_start, loadavg_end=os.getloadavg())
     prov = dict(command=cmd, git=bench.git_end, machine=mach)
@@ -757,6 +790,9 @@ def log_records(bench: Bench) -> list[dict]:
                 notes=bench.notes, timings={k: round(v, 1) for k, v in bench.timings.items()},
                 caveat=common.SMOLLM2_CAVEAT if bench.model_name == common.SMOLLM2 else None, tolerance_bpw=TOL,
                 provenance=prov)
+    if bench.joined:                                  # a part: its own command, machine, timings; the session's baseline
+        sess = {k: v for k, v in sess.items() if k not in ('baseline', 'caveat', 'tolerance_bpw', 'corpus_info')}
+        sess.update(kind='session-part', part_of=sid)
     out = [sess]
     for p in bench.points:
         if p['method'] == 'tenpak':
@@ -807,6 +843,7 @@ def main(argv=None):
         written = R.write(R.outputs(rlog.load(log_path)), out_dir)
         return log(f"regenerated from {log_path}: {', '.join(written)}")
     b = Bench(args)
+    b.joined = b.find_join(log_path)
     b.run()
     report(b, out_dir, log_path)
 

@@ -18,7 +18,7 @@ __all__ = ['KINDS', 'REGENERATE', 'SEED_RUNS', 'kind', 'status', 'versions', 'en
            'diff_files']
 
 # %% ../nbs/15_log.ipynb #d0f66370
-KINDS = ('run', 'peer', 'session', 'decode', 'lm-eval')
+KINDS = ('run', 'peer', 'session', 'session-part', 'decode', 'lm-eval')   # session-part: a run that joined a session (bench/quality.py --join)
 
 def kind(r: dict) -> str:
     "A record's kind; records from before kinds existed are runs."

@@ -49,6 +49,12 @@ def quality_reports(records: list[dict]) -> dict[str, dict]:
     for model, s in last.items():
         rep = {k: v for k, v in s.items() if k not in ('kind', 'bench', 'provenance')}
         rep['points'] = [r['point'] for r in records if r.get('session') == s['session'] and rlog.kind(r) in ('run', 'peer')]
+        for r in records:                  # later runs that joined the session (bench/quality.py --join)
+            if rlog.kind(r) != 'session-part' or r.get('part_of') != s['session']: continue
+            rep.setdefault('parts', []).append({k: r.get(k) for k in ('command', 'date', 'git', 'machine', 'timings', 'methods')})
+            rep['skipped'] = rep.get('skipped', []) + r.get('skipped', [])
+            rep['notes'] = rep.get('notes', []) + r.get('notes', [])
+            rep['peers'] = (rep.get('peers') or {}) | (r.get('peers') or {})
         out[model] = Q.finish(rep)
     return out
 
