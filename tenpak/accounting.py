@@ -33,13 +33,16 @@ class LayerBits:
     @property
     def bpw(self) -> float: return self.total / self.numel
 
+_NOT_GROUP = ('weight', 'qweight', 'qbits', 'crow', 'col', 'val', 'meta', 'bias')
+
 def linear_bits(shape: tuple[int, int], lp: LayerPlan, has_bias: bool = False, n_out: int | None = None) -> LayerBits:
     "Exact storage bits of a `(N, K)` Linear compressed with `lp`: the sizes of the tensors `formats.stored_tensors` lists (`n_out` overrides the outlier count)."
     N, K = shape
     nnz = 0 if lp.keep else n_outliers(N * K, lp.outlier_frac) if n_out is None else n_out
     b = tensor_bits(stored_tensors(lp, N, K, has_bias, nnz))
     return LayerBits(N * K, values=b.get('weight', 0) + b.get('qweight', 0) + b.get('qbits', 0),
-                     groups=sum(b.get(k, 0) for k in ('scales', 'zeros', 'qscales', 'sscales', 'qzeros')), outliers=b.get('crow', 0) + b.get('col', 0) + b.get('val', 0),
+                     groups=sum(v for k, v in b.items() if k not in _NOT_GROUP),      # scales, zeros, tables: whatever the scheme stores per group
+                     outliers=b.get('crow', 0) + b.get('col', 0) + b.get('val', 0),
                      meta=b.get('meta', 0), bias=b.get('bias', 0))
 
 # %% ../nbs/04_accounting.ipynb #8a3e2d90

@@ -50,7 +50,7 @@ def _slim(c: Compressed) -> Compressed:
     "The packable parts of `c` on the CPU, without the dense reconstruction (bounded memory at 7B)."
     from dataclasses import replace
     cpu = lambda t: None if t is None else t.cpu()
-    q = None if c.q is None else replace(c.q, codes=cpu(c.q.codes), scales=cpu(c.q.scales), zeros=cpu(c.q.zeros))
+    q = None if c.q is None else c.q.to('cpu')
     o = None if c.outliers is None else replace(c.outliers, crow=cpu(c.outliers.crow), col=cpu(c.outliers.col), val=cpu(c.outliers.val))
     return replace(c, q=q, mask=cpu(c.mask), outliers=o, w_hat=None)
 

@@ -29,10 +29,11 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
         if not bool(torch.isfinite(w.half()).all()): raise TenPakError(f"weights up to {float(w.abs().max()):.3g} are beyond fp16's range (65504): they cannot be kept in fp16")
         return Compressed(lp, None, None, None, w.half().float())
     N, K = w.shape
-    importance = fisher if (lp.clip == 'mse' and fisher is not None) else (act_sq if lp.clip == 'mse' else None)
+    # what the MSE clip search or a table's k-means weighs each weight's error by: Fisher, else the input's mean square
+    importance = (fisher if fisher is not None else act_sq) if (lp.clip == 'mse' or lp.codebook == 'table') else None
     csr, out_mask = None, None
     if lp.outlier_frac > 0:
-        w_trial = None if lp.outlier_method == 'magnitude' else fake_quant(w, lp.bits, lp.group_size, sym=lp.sym, zero=lp.zero)
+        w_trial = None if lp.outlier_method == 'magnitude' else fake_quant(w, lp.bits, lp.group_size, sym=lp.sym, zero=lp.zero, codebook=lp.codebook)
         scores = outlier_scores(w, lp.outlier_method, w_hat=w_trial, fisher=fisher, act_sq=act_sq)
         w, csr = extract_outliers(w, lp.outlier_frac, scores)
         out_mask = csr.positions()
@@ -45,7 +46,7 @@ def compress_weight(w: torch.Tensor,                         # (N, K) weight
     # the weights the quantizer sees: all (dense, no outliers), or the kept ones that are not outliers
     valid = mask if out_mask is None else (~out_mask if mask is None else mask & ~out_mask)
     q = quantize(w if valid is None else w * valid, lp.bits, lp.group_size, sym=lp.sym, clip=lp.clip, mask=valid,
-                 importance=importance, zero=lp.zero, metadata=lp.metadata)
+                 importance=importance, zero=lp.zero, metadata=lp.metadata, codebook=lp.codebook)
     w_hat = dequantize(q) if mask is None else dequantize(q) * mask     # what the packed codes compute
     if csr is not None:     # outliers store the residual over the codes at their positions: exact to fp16
         csr.val = (csr.val.float() - w_hat[csr.rows(), csr.col.long()]).half()       # finite: |residual| <= |outlier| + half a step

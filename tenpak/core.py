@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'METADATA', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS', 'METHODS',
-           'PLAN_VERSION', 'TMP_PREFIX', 'TenPakError', 'is_int', 'is_number', 'parse_nm', 'LayerPlan', 'check_keys',
-           'LayerStats', 'Method', 'register_method', 'get_method', 'Plan', 'Rule', 'Recipe', 'clean_stale',
-           'check_target_dir', 'atomic_dir']
+__all__ = ['BITS', 'KEEP', 'CLIPS', 'ZEROS', 'METADATA', 'CODEBOOKS', 'OUTLIER_METHODS', 'STORABLE_NM', 'SPARSE_SCORES', 'STATS',
+           'METHODS', 'PLAN_VERSION', 'TMP_PREFIX', 'TenPakError', 'is_int', 'is_number', 'parse_nm', 'LayerPlan',
+           'check_keys', 'LayerStats', 'Method', 'register_method', 'get_method', 'Plan', 'Rule', 'Recipe',
+           'clean_stale', 'check_target_dir', 'atomic_dir']
 
 # %% ../nbs/00_core.ipynb #2a0fd302
 class TenPakError(ValueError):
@@ -33,6 +33,7 @@ KEEP = 16                      # `bits=16` means: leave this Linear uncompressed
 CLIPS = ('minmax', 'mse')
 ZEROS = ('int', 'float')       # asymmetric zero point: integer (standard) or fractional fp16
 METADATA = ('fp16', 'packed', 'dq8')   # a group's scale / zero as stored: fp16 both; integer zeros at the code width; that + 8-bit scales
+CODEBOOKS = ('uniform', 'table')       # the values codes stand for: a uniform grid (scale, zero) or a fitted table of 2^bits fp16 values per group
 OUTLIER_METHODS = ('magnitude', 'fisher', 'activation')
 STORABLE_NM = ((2, 4), (3, 4))  # N:M patterns the packed format (and its kernels) store; a plan may use only these
 SPARSE_SCORES = ('magnitude', 'wanda', 'fisher')
@@ -72,6 +73,8 @@ class LayerPlan:
     sparsity_score: str = 'magnitude'   # magnitude / wanda (|w|·‖x‖) / fisher saliency
     awq: bool = False                   # search and fold AWQ scales for this layer's input
     zero: str = 'int'                   # asymmetric zero point: 'int' (as GPTQ/AWQ checkpoints) or 'float' (fp16)
+    codebook: str = 'uniform'           # 'uniform': w = (q - zero) * scale; 'table': w = table[q], 2^bits fitted fp16 values per group
+                                        # of a row (`quant.fit_table`; group_size >= in_features: one table per row, as SqueezeLLM)
     metadata: str = 'fp16'              # group scale / zero storage (`METADATA`): 'fp16' each; 'packed': integer zeros at the code
                                         # width; 'dq8': also 8-bit scales against one fp16 per 16 groups of a row (`quant.DQ_GROUPS`)
     method: str = 'rtn'                 # registered compression method (`METHODS`): 'rtn', 'gptq', ...
@@ -81,7 +84,7 @@ class LayerPlan:
     note: str = ''                      # why the plan differs from the recipe (e.g. clamped group)
 
     def __post_init__(self):
-        for k, t in (('sym', bool), ('awq', bool), ('clip', str), ('zero', str), ('metadata', str), ('outlier_method', str), ('sparsity_score', str),
+        for k, t in (('sym', bool), ('awq', bool), ('clip', str), ('zero', str), ('metadata', str), ('codebook', str), ('outlier_method', str), ('sparsity_score', str),
                      ('note', str)):
             if not isinstance(getattr(self, k), t): raise TenPakError(f"{k} must be a {t.__name__}, got {getattr(self, k)!r}")
         if not is_int(self.bits): raise TenPakError(f"bits must be an integer, got {self.bits!r}")
@@ -95,6 +98,10 @@ class LayerPlan:
         if self.metadata not in METADATA: raise TenPakError(f"metadata must be one of {METADATA}, got {self.metadata!r}")
         if self.hadamard is not None and (not is_int(self.hadamard) or self.hadamard < 0): raise TenPakError(f"hadamard must be a seed >= 0 or null, got {self.hadamard!r}")
         if self.hadamard is not None and self.bits == KEEP: raise TenPakError("a Linear kept in fp16 cannot hold an online rotation (hadamard): compress it, or leave its role out of the rotation's 'online'")
+        if self.codebook not in CODEBOOKS: raise TenPakError(f"codebook must be one of {CODEBOOKS}, got {self.codebook!r}")
+        if self.codebook == 'table' and not self.keep and self.bits > 4: raise TenPakError(f"codebook='table' takes 2, 3 or 4 bits (a table of 2^bits values per group), got {self.bits}")
+        if self.codebook == 'table' and not self.keep and (self.sym or self.metadata != 'fp16' or self.zero != 'int'):
+            raise TenPakError("codebook='table' stores a table of fp16 values per group instead of scales and zeros: sym, metadata and zero do not apply (leave them at False, 'fp16', 'int')")
         if self.metadata != 'fp16' and self.zero == 'float' and not self.sym and not self.keep:
             raise TenPakError(f"metadata={self.metadata!r} stores integer zero points at the code width: it needs zero='int' (or sym=True), not zero='float'")
         if not isinstance(self.method, str) or not isinstance(self.opts, dict): raise TenPakError(f"method must be a name and opts a mapping, got {self.method!r}, {self.opts!r}")
@@ -131,6 +138,7 @@ class LayerPlan:
         if self.sparsity: s += f" {self.sparsity[0]}:{self.sparsity[1]}"
         if self.awq: s += ' awq'
         if self.metadata != 'fp16': s += f' {self.metadata}'
+        if self.codebook != 'uniform': s += f' {self.codebook}'
         if self.hadamard is not None: s += ' +online-had'
         return s
 

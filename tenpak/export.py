@@ -112,6 +112,7 @@ CT_BITS = (2, 4, 8)    # widths whose codes tile an int32 word (INT3: see above)
 
 def ct_refusal(m: PackedLinear) -> str | None:
     "Why compressed-tensors `pack-quantized` cannot hold this layer exactly (None: it can)."
+    if m.plan.codebook != 'uniform': return "table codes (pack-quantized holds a uniform grid)"
     if m.bits not in CT_BITS: return f"INT{m.bits} (pack-quantized export takes INT{'/'.join(map(str, CT_BITS))})"
     if m.nm: return f"{m.nm[0]}:{m.nm[1]} sparsity (pack-quantized is dense)"
     if m.crow is not None: return "fp16 outliers (pack-quantized has no sparse residual)"
@@ -206,6 +207,7 @@ def _rope_permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
 def gguf_twin(m: PackedLinear) -> tuple[str | None, str]:
     "(the GGUF type that holds this packed layer exactly, or None; why not): groups a multiple of 32 inputs, no outliers; INT4 symmetric -> Q4_0, INT2/3/4 otherwise -> Q4_1, INT8 symmetric -> Q8_0; N:M-pruned weights as the zero code."
     if m.crow is not None: return None, "fp16 outliers (GGUF has no sparse residual)"
+    if m.plan.codebook != 'uniform': return None, "table codes (GGUF's Q4_0 / Q4_1 / Q8_0 blocks hold a uniform grid)"
     if m.group_size % 32: return None, f"groups of {m.group_size} inputs (GGUF blocks hold 32)"
     if m.nm and not m.plan.sym and not bool((m.zeros == m.zeros.round()).all()):
         return None, f"{m.nm[0]}:{m.nm[1]} sparsity with fractional zeros (a pruned weight is exactly 0 only at an integer zero code)"

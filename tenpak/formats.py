@@ -51,9 +51,10 @@ def stored_tensors(lp: LayerPlan, N: int, K: int,
     G = group_count(K, lp.group_size if lp.group_size < K else K)
     kc = kept_inputs(lp, K)
     out = {'qweight': (torch.int32, (kc // 8, N))} if lp.bits == 4 else {'qbits': (torch.uint8, ((N * kc * lp.bits + 7) // 8,))}
-    if lp.metadata == 'dq8': out.update(qscales=(torch.uint8, (G, N)), sscales=(torch.float16, (-(-G // DQ_GROUPS), N)))
+    if lp.codebook == 'table': out['table'] = (torch.float16, (G, N, 2 ** lp.bits))     # the values the codes stand for
+    elif lp.metadata == 'dq8': out.update(qscales=(torch.uint8, (G, N)), sscales=(torch.float16, (-(-G // DQ_GROUPS), N)))
     else: out['scales'] = (torch.float16, (G, N))
-    if not lp.sym: out.update({'zeros': (torch.float16, (G, N))} if lp.metadata == 'fp16' else {'qzeros': (torch.uint8, ((G * N * lp.bits + 7) // 8,))})
+    if not lp.sym and lp.codebook == 'uniform': out.update({'zeros': (torch.float16, (G, N))} if lp.metadata == 'fp16' else {'qzeros': (torch.uint8, ((G * N * lp.bits + 7) // 8,))})
     if lp.sparsity: out['meta'] = (torch.int32, (K // NM_WORD[lp.sparsity[0]], N))
     if n_out: out.update(crow=(torch.int32, (N + 1,)), col=(torch.int16, (n_out,)), val=(torch.float16, (n_out,)))
     if has_bias: out['bias'] = (torch.float16, (N,))
@@ -69,7 +70,7 @@ def tensor_bits(spec: dict) -> dict[str, int]:
     return out
 
 def storage_schemes(group_size: int = 128, outlier_frac: float = 0.01) -> list[LayerPlan]:
-    "One `LayerPlan` per storage scheme a plan can ask for: fp16, and each width of `BITS` x dense or each `STORABLE_NM` x asymmetric (each of `ZEROS`) or symmetric x each group `METADATA` form that zero allows x with or without outliers."
+    "One `LayerPlan` per storage scheme a plan can ask for: fp16, and each width of `BITS` x dense or each `STORABLE_NM` x asymmetric (each of `ZEROS`) or symmetric x each group `METADATA` form that zero allows x with or without outliers; and tables (`codebook='table'`, INT2/3/4) x dense or N:M x with or without outliers."
     out = [LayerPlan(bits=KEEP)]
     for b in BITS:
         for nm in (None, *STORABLE_NM):
@@ -77,6 +78,8 @@ def storage_schemes(group_size: int = 128, outlier_frac: float = 0.01) -> list[L
                 for meta in METADATA if zero == 'int' else ('fp16',):
                     for frac in (0., outlier_frac):
                         out.append(LayerPlan(bits=b, group_size=group_size, sym=sym, zero=zero, metadata=meta, sparsity=nm, outlier_frac=frac))
+            if b <= 4:
+                out += [LayerPlan(bits=b, group_size=group_size, codebook='table', sparsity=nm, outlier_frac=f) for f in (0., outlier_frac)]
     return out
 
 # %% ../nbs/03b_formats.ipynb #7d8bacff
@@ -233,7 +236,7 @@ def check_tensors(lp: LayerPlan, N: int, K: int, own: dict[str, torch.Tensor], n
         if k not in own: _fail(f"{name}.{k} is missing")
         if own[k].dtype != dt or tuple(own[k].shape) != shape: _fail(f"{name}.{k} has {own[k].dtype} {tuple(own[k].shape)}, expected {dt} {shape}")
     if not values: return
-    for k in ('scales', 'sscales', 'zeros', 'val', 'bias', 'weight'):
+    for k in ('scales', 'sscales', 'zeros', 'table', 'val', 'bias', 'weight'):
         if k in own and not bool(torch.isfinite(own[k]).all()): _fail(f"{name}.{k} holds NaN or inf")
     if lp.keep: return
     for k in ('scales', 'sscales', 'qscales'):
@@ -276,7 +279,11 @@ def unpack_codes(t: dict[str, torch.Tensor], bits: int, N: int, kc: int) -> torc
     return unpack_bits(t['qbits'], bits, N * kc).reshape(N, kc)
 
 def pack_group_params(lp: LayerPlan, q: QTensor, name: str = 'layer') -> dict[str, torch.Tensor]:
-    "The stored group scales and zeros of `q` as `lp.metadata` says: fp16 `scales` / `zeros` `(G, N)`, or 8-bit `qscales` with fp16 super-scales `sscales`, and integer zeros as a `bits`-wide bitstream `qzeros`."
+    "The stored group scales and zeros of `q` as `lp.metadata` says: fp16 `scales` / `zeros` `(G, N)`, or 8-bit `qscales` with fp16 super-scales `sscales`, and integer zeros as a `bits`-wide bitstream `qzeros`; with `codebook='table'`, the fp16 `table` `(G, N, 2**bits)` instead."
+    if lp.codebook == 'table':
+        if q.table is None: raise TenPakError(f"{name}: codebook='table' needs the fitted tables (QTensor.table)")
+        if not torch.equal(q.table.half().float(), q.table.float()): raise TenPakError(f"{name}: table values are not fp16 values")
+        return {'table': q.table.permute(1, 0, 2).contiguous().half()}
     N, G = q.scales.shape
     out = {}
     if lp.metadata == 'dq8':
@@ -339,8 +346,12 @@ def unpack_layer(lp: LayerPlan, N: int, K: int, t: dict[str, torch.Tensor]) -> C
     "Inverse of `pack_layer`: the `Compressed` the stored tensors `t` of a `(N, K)` Linear hold (`w_hat` only when kept in fp16)."
     if lp.keep: return Compressed(lp, None, None, None, t['weight'].float())
     codes, mask = stored_codes(lp, N, K, t)
-    s, z, sup = stored_group_params(lp, N, K, t)
-    q = QTensor(codes, s, z, lp.bits, K // s.shape[1], lp.sym, sup)
+    if lp.codebook == 'table':
+        tab = t['table'].permute(1, 0, 2).float().contiguous()
+        q = QTensor(codes, None, None, lp.bits, K // tab.shape[1], False, None, tab)
+    else:
+        s, z, sup = stored_group_params(lp, N, K, t)
+        q = QTensor(codes, s, z, lp.bits, K // s.shape[1], lp.sym, sup)
     o = CSR(t['crow'], unpack_col16(t['col']), t['val'], (N, K)) if t.get('crow') is not None else None
     return Compressed(lp, q, mask, o, None)
 
@@ -378,6 +389,7 @@ def cpu_group(g: int, K: int) -> int:
 def cpu_refusal(lp: LayerPlan, N: int, K: int) -> str:
     "Why torch's CPU INT4 kernel (`cpu_kernel.int4pack_linear`) cannot run a `(N, K)` Linear stored as `lp` ('' when it can; outliers are added on top)."
     if lp.keep: return 'kept in fp16: a plain matmul'
+    if lp.codebook == 'table': return "table codes: torch's CPU INT4 kernel takes a uniform grid (scale and zero)"
     if lp.bits != 4: return (f"INT{lp.bits}: no CPU kernel (torch's takes INT4 groups; its INT8 one per-channel scales only)")
     if lp.sparsity: return f"{lp.sparsity[0]}:{lp.sparsity[1]} sparse: torch's CPU INT4 kernel takes dense codes"
     g = K // group_count(K, lp.group_size)
@@ -391,6 +403,7 @@ def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
     check_storable(lp, N, K)
     why_cpu = cpu_refusal(lp, N, K)
     cpu = '' if why_cpu else 'int4pack'
+    if lp.codebook == 'table': return KernelFit(None, False, "table codes are dequantized, then multiplied (the INT4 kernels take a uniform grid)", cpu, why_cpu)
     if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)", cpu, why_cpu)
     keep, g = nm_keep(lp.sparsity), K // group_count(K, lp.group_size)
     if g % 8 and g != K:

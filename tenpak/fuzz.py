@@ -24,7 +24,8 @@ __all__ = ['KINDS', 'MUTATORS', 'ALLOWED', 'HF_MODES', 'tiny_model', 'make_check
 KINDS = [LayerPlan(bits=4, group_size=32), LayerPlan(bits=4, group_size=64, sparsity='2:4', outlier_frac=0.01),
          LayerPlan(bits=4, group_size=128, sparsity='3:4', outlier_frac=0.01), LayerPlan(bits=3, group_size=64, zero='float'),
          LayerPlan(bits=2, group_size=32, sym=True, outlier_frac=0.005), LayerPlan(bits=8, group_size=128), LayerPlan(bits=16),
-         LayerPlan(bits=4, group_size=64, metadata='dq8'), LayerPlan(bits=2, group_size=32, metadata='packed')]
+         LayerPlan(bits=4, group_size=64, metadata='dq8'), LayerPlan(bits=2, group_size=32, metadata='packed'),
+         LayerPlan(bits=2, group_size=64, codebook='table')]
 
 def tiny_model(seed: int = 0):
     "A 2-block Qwen2 (hidden 128, MLP 256, biased q/k/v), random weights."

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 import torch
 from .core import TenPakError, LayerPlan, LayerStats, Method, register_method
-from .quant import QTensor, group_count, group_params, quantize_codes, dequantize, dq_params, DQ_GROUPS
+from .quant import QTensor, group_count, group_params, quantize_codes, dequantize, dq_params, DQ_GROUPS, fit_table, table_codes
 from .sparse import nm_mask
 from .outliers import n_outliers, to_csr
 from .compress import Compressed, compress_weight
@@ -69,12 +69,16 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
     U = hinv_cholesky(H[perm][:, perm], opts.damp)
     d2 = torch.empty(K, dtype=dt, device=W.device); d2[perm] = torch.diagonal(U) ** 2     # [H_F⁻¹]_jj per column
     pre = None if not nm else nm_mask(W ** 2 / d2, *nm)                                     # for the static ranges
-    sup = dq_params(W, lp.bits, g, lp.sym, pre, lp.zero, lp.metadata)     # 8-bit scales: one grid per row for every group (None: fp16)
-    qp = lambda W, mask, sup=sup: group_params(W, lp.bits, g, lp.sym, lp.clip, mask, importance, zero=lp.zero, sup=sup)
-    S, Z = qp(W, pre)
+    tab = lp.codebook == 'table'                 # a fitted table per group (`quant.fit_table`, weighted by H_jj or `importance`)
+    sup = None if tab else dq_params(W, lp.bits, g, lp.sym, pre, lp.zero, lp.metadata)   # 8-bit scales: one grid per row (None: fp16)
+    timp = (importance if importance is not None else torch.diagonal(H)).to(dt) if tab else None
+    qp = lambda W, mask, sup=sup, cols=slice(None): ((fit_table(W, lp.bits, g, timp[..., cols], mask), None) if tab else
+                                                     group_params(W, lp.bits, g, lp.sym, lp.clip, mask, importance, zero=lp.zero, sup=sup))
+    S, Z = qp(W, pre)                            # (tables, None) with codebook='table'
     n_out, tau = n_outliers(N * K, lp.outlier_frac), float('inf')
     if n_out:                                    # threshold from a trial rounding; ranges without the trial outliers
-        Wt = ((quantize_codes(W, S, Z, lp.bits) - Z.repeat_interleave(g, 1)) * S.repeat_interleave(g, 1))
+        Wt = (dequantize(QTensor(table_codes(W, S), None, None, lp.bits, g, table=S)) if tab else
+              (quantize_codes(W, S, Z, lp.bits) - Z.repeat_interleave(g, 1)) * S.repeat_interleave(g, 1))
         sal = (W - (Wt if pre is None else Wt * pre)) ** 2 / d2
         tau = sal.flatten().topk(n_out).values[-1].item()
         trial = sal >= tau
@@ -95,10 +99,18 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
                 keep[:, j:j + nm[1]] = nm_mask(W1[:, i:i + nm[1]] ** 2 / torch.diagonal(U1)[i:i + nm[1]] ** 2, *nm)
             if not opts.static_groups and j % g == 0 and not opts.act_order:
                 sj = None if sup is None else sup[:, j // g // DQ_GROUPS, None]               # this group's super-scale
-                S[:, j // g], Z[:, j // g] = (t[:, 0] for t in qp(torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :g], None, sj))
-            w, d, s, z = W1[:, i], U1[i, i], S[:, grp[j]], Z[:, grp[j]]
-            q = quantize_codes(w, s, z, lp.bits)
-            wq = torch.where(keep[:, j], (q - z) * s, 0)
+                Wg = torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :g]
+                if tab: S[:, j // g] = qp(Wg, None, cols=slice(j, j + g))[0][:, 0]
+                else: S[:, j // g], Z[:, j // g] = (t[:, 0] for t in qp(Wg, None, sj))
+            w, d = W1[:, i], U1[i, i]
+            if tab:                              # the nearest value of the column's group table
+                t = S[:, grp[j]]
+                q = table_codes(w, t)
+                wq = torch.where(keep[:, j], t.gather(1, q.long()[:, None])[:, 0], 0)
+            else:
+                s, z = S[:, grp[j]], Z[:, grp[j]]
+                q = quantize_codes(w, s, z, lp.bits)
+                wq = torch.where(keep[:, j], (q - z) * s, 0)
             if left:
                 o = (w - wq) ** 2 / d ** 2 > tau
                 k = int(o.sum())
@@ -113,7 +125,8 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]
     inv = torch.argsort(perm)
     Q, keep, out, outval = Q[:, inv], keep[:, inv], out[:, inv], outval[:, inv]
-    qt = QTensor(Q.to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup)
+    qt = (QTensor(Q.to(torch.uint8), None, None, lp.bits, g, False, None, S.float()) if tab else
+          QTensor(Q.to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup))
     w_hat = dequantize(qt) if not nm else dequantize(qt) * keep
     csr = None
     if n_out:             # the CSR stores each outlier's residual over the codes (exact to fp16), as `compress_weight`

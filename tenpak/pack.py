@@ -32,12 +32,11 @@ def pack_linear(name: str, c: Compressed, bias: torch.Tensor | None = None, devi
     "The tensors that store one compressed Linear, named `name.qweight`, ... (`formats.pack_layer`, packed on `device`; returned on the CPU unless `to_cpu=False`)."
     if device is not None and c.q is not None:
         from dataclasses import replace
-        q = replace(c.q, codes=c.q.codes.to(device), scales=c.q.scales.to(device), zeros=c.q.zeros.to(device))
-        c = replace(c, q=q, mask=None if c.mask is None else c.mask.to(device))
+        c = replace(c, q=c.q.to(device), mask=None if c.mask is None else c.mask.to(device))
     return {f'{name}.{k}': v.cpu() if to_cpu else v for k, v in pack_layer(c, bias, name).items()}
 
 # %% ../nbs/14_pack.ipynb #8ffed44a
-_STORED = ('qweight', 'qbits', 'scales', 'zeros', 'qscales', 'sscales', 'qzeros', 'meta', 'crow', 'col', 'val')   # every stored part but bias
+_STORED = ('qweight', 'qbits', 'scales', 'zeros', 'qscales', 'sscales', 'qzeros', 'table', 'meta', 'crow', 'col', 'val')   # every stored part but bias
 
 class PackedLinear(nn.Module):
     "A Linear whose weight is stored packed (INT2/3/4/8, optional N:M and CSR outliers)."
@@ -55,7 +54,7 @@ class PackedLinear(nn.Module):
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
         # what the kernels read but the checkpoint may not store: symmetric zeros, scales stored in 8 bits, bit-packed zeros
-        self._derived = set() if plan.keep else {'scales', 'zeros'} - set(stored_tensors(plan, out_features, in_features))
+        self._derived = set() if plan.keep or plan.codebook == 'table' else {'scales', 'zeros'} - set(stored_tensors(plan, out_features, in_features))
         self._derive(dtype)
         for k in _STORED + ('bias',):
             if not hasattr(self, k): setattr(self, k, None)

@@ -12,7 +12,8 @@ from .core import TenPakError, BITS, ZEROS, METADATA
 
 # %% auto #0
 __all__ = ['FP16_MAX', 'DQ_GROUPS', 'group_count', 'fit_group', 'QTensor', 'dq_super', 'dq_decode', 'dq_encode', 'dq_snap',
-           'group_params', 'quantize_codes', 'quantize', 'dq_params', 'dequantize', 'fake_quant']
+           'group_params', 'quantize_codes', 'quantize', 'dq_params', 'dequantize', 'fake_quant', 'table_codes',
+           'fit_table']
 
 # %% ../nbs/01_quant.ipynb #2cc890bc
 def group_count(in_features: int, group_size: int) -> int:
@@ -33,7 +34,7 @@ def fit_group(group_size: int, in_features: int, multiple: int = 8) -> int:
 # %% ../nbs/01_quant.ipynb #9d61f726
 @dataclass
 class QTensor:
-    "Group-quantized weight: codes `(N, K)` uint8, scales / zeros `(N, G)` float32 holding fp16-representable values."
+    "Group-quantized weight: codes `(N, K)` uint8, scales / zeros `(N, G)` float32 holding fp16-representable values (None with a `table`)."
     codes: torch.Tensor
     scales: torch.Tensor
     zeros: torch.Tensor
@@ -41,9 +42,15 @@ class QTensor:
     group_size: int      # effective group size (== K when per-channel)
     sym: bool = False
     sup: torch.Tensor | None = None   # (N, ceil(G / DQ_GROUPS)) fp16 super-scales when scales are stored in 8 bits (metadata='dq8')
+    table: torch.Tensor | None = None # (N, G, 2**bits) fp16 values the codes stand for (codebook='table'), ascending; then no scales / zeros
 
     @property
     def shape(self): return tuple(self.codes.shape)
+
+    def to(self, device) -> 'QTensor':
+        "The same codes and parameters on `device` (absent ones stay None)."
+        mv = lambda t: None if t is None else t.to(device)
+        return QTensor(mv(self.codes), mv(self.scales), mv(self.zeros), self.bits, self.group_size, self.sym, mv(self.sup), mv(self.table))
 
 def _qrange(bits, sym):
     return (2 ** (bits - 1) - 1, 2 ** (bits - 1)) if sym else (2 ** bits - 1, None)
@@ -173,8 +180,13 @@ def quantize_codes(w: torch.Tensor,       # (N, K), or (N,) one column
 
 def quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, sym: bool = False, clip: str = 'minmax',
              mask: torch.Tensor | None = None, importance: torch.Tensor | None = None, grid: int = 20,
-             zero: str = 'int', metadata: str = 'fp16') -> QTensor:
-    "Group-quantize `w` (N, K) along its input dimension: `group_params` (same arguments), then `quantize_codes`; `metadata='dq8'` puts the scales on an 8-bit grid (`dq_params`)."
+             zero: str = 'int', metadata: str = 'fp16', codebook: str = 'uniform') -> QTensor:
+    "Group-quantize `w` (N, K) along its input dimension: `group_params` (same arguments), then `quantize_codes`; `metadata='dq8'` puts the scales on an 8-bit grid (`dq_params`); `codebook='table'`: a fitted table per group instead (`fit_table`, weighted by `importance`)."
+    if codebook == 'table':
+        _check(w, bits, zero)
+        t = fit_table(w, bits, group_size, importance, mask)
+        return QTensor(table_codes(w.detach(), t).to(torch.uint8), None, None, bits, w.shape[1] // t.shape[1], False, None, t)
+    if codebook != 'uniform': raise TenPakError(f"codebook must be 'uniform' or 'table', got {codebook!r}")
     sup = dq_params(w, bits, group_size, sym, mask, zero, metadata)
     s, z = group_params(w, bits, group_size, sym, clip, mask, importance, grid, zero, sup)
     q = quantize_codes(w.detach(), s, z, bits).to(torch.uint8)
@@ -192,9 +204,49 @@ def dequantize(q: QTensor, dtype=torch.float32) -> torch.Tensor:
     "Reconstruct `(N, K)` weights from a `QTensor`."
     N, K = q.shape
     G = K // q.group_size
-    w = (q.codes.reshape(N, G, -1).float() - q.zeros[..., None]) * q.scales[..., None]
+    if q.table is not None: w = q.table.float().gather(2, q.codes.reshape(N, G, -1).long())      # w = table[q]
+    else: w = (q.codes.reshape(N, G, -1).float() - q.zeros[..., None]) * q.scales[..., None]
     return w.reshape(N, K).to(dtype)
 
 def fake_quant(w: torch.Tensor, bits: int = 4, group_size: int = 128, **kw) -> torch.Tensor:
     "Quantize then dequantize `w`, in its own dtype."
     return dequantize(quantize(w, bits, group_size, **kw), w.dtype)
+
+# %% ../nbs/01_quant.ipynb #f726173e
+def table_codes(w: torch.Tensor,       # (N, K), or one column (N,)
+                table: torch.Tensor,   # (N, G, C) ascending values per group, or (N, C): the column's groups' tables
+               ) -> torch.Tensor:
+    "Index of the nearest table value for each weight (float codes, `w`'s shape; a tie goes to the lower value)."
+    mid = ((table[..., 1:] + table[..., :-1]) / 2).contiguous()            # the decision boundaries between neighbours
+    if w.ndim == 1: return torch.searchsorted(mid, w.float()[:, None].contiguous())[:, 0].float()
+    N, K = w.shape
+    G = table.shape[1]
+    return torch.searchsorted(mid, w.float().reshape(N, G, K // G).contiguous()).reshape(N, K).float()
+
+def fit_table(w: torch.Tensor,                  # (N, K) weight
+              bits: int = 2,                    # 2, 3 or 4: tables of 2**bits values
+              group_size: int = 128,            # along K; >= K: one table per row
+              importance: torch.Tensor | None = None,   # (N, K) or (K,) weights of the squared error (Fisher, H_jj); None: all 1
+              mask: torch.Tensor | None = None, # bool (N, K): weights that count (N:M kept, not outliers)
+              iters: int = 30,                  # Lloyd iterations at most (stops when the table no longer moves)
+             ) -> torch.Tensor:
+    "Per group, the 2**bits fp16 values (ascending, `(N, G, 2**bits)` float32) minimising the importance-weighted squared error of rounding each weight to its nearest value: weighted k-means from the min-max uniform grid."
+    _check(w, bits, 'int')
+    if bits > 4: raise TenPakError(f"tables hold 2, 3 or 4 bits of codes, got {bits}")
+    N, K = w.shape
+    G = group_count(K, group_size); g = K // G
+    if float(w.abs().max()) > FP16_MAX: raise TenPakError(f"weights up to {float(w.abs().max()):.3g} cannot be table values (fp16 holds up to {FP16_MAX:g})")
+    wg = w.detach().float().reshape(N, G, g)
+    mg = None if mask is None else mask.reshape(N, G, g)
+    imp = torch.ones_like(wg) if importance is None else importance.float().to(w.device).expand(N, K).reshape(N, G, g)
+    if mg is not None: imp = imp * mg
+    lo, hi = _ranges(wg, False, mg)
+    t = lo + (hi - lo) * torch.linspace(0, 1, 2 ** bits, device=w.device)          # the min-max uniform grid
+    for _ in range(iters):
+        q = table_codes(w, t).long().reshape(N, G, g)
+        den = torch.zeros_like(t).scatter_add_(2, q, imp)
+        new = torch.where(den > 0, torch.zeros_like(t).scatter_add_(2, q, imp * wg) / den.clamp_min(1e-30), t)
+        new = new.sort(-1).values                    # 1-D Lloyd keeps the order; an empty value kept in place may not
+        if torch.equal(new, t): break
+        t = new
+    return t.half().float()

@@ -58,9 +58,9 @@ def _snap(s: torch.Tensor, c: Compressed) -> torch.Tensor:
     s = s.float().clamp(2 ** -24, FP16_MAX)
     return dq_snap(s, c.q.sup) if c.plan.metadata == 'dq8' else _fp16_up(s)
 
-def _stored_weight(c: Compressed, scales: torch.Tensor) -> torch.Tensor:
-    "The dense weight the packed layer computes with, for `c` with its scales replaced (as `compress_weight` builds `w_hat`)."
-    w = dequantize(replace(c.q, scales=scales))
+def _stored_weight(c: Compressed, scales: torch.Tensor | None = None, table: torch.Tensor | None = None) -> torch.Tensor:
+    "The dense weight the packed layer computes with, for `c` with its scales (or its table) replaced (as `compress_weight` builds `w_hat`)."
+    w = dequantize(replace(c.q, scales=c.q.scales if scales is None else scales, table=c.q.table if table is None else table))
     if c.mask is not None: w = w * c.mask.to(w.device)
     if c.outliers is not None: w = w + c.outliers.to_dense().to(w.device)
     return w
@@ -79,24 +79,36 @@ def tune_block(block: nn.Module,
     tuned = {r: c for r, c in parts.items() if c.q is not None}
     lins = {r: block.get_submodule(r) for r in tuned}
     dt = {r: lin.weight.dtype for r, lin in lins.items()}
-    # the frozen part of each weight: (codes - zeros), the mask and the outlier residuals; theta scales the group scales
+    # the frozen part of each weight: (codes - zeros) or the table codes, the mask and the outlier residuals; theta moves the
+    # group scales (log, relative) or the table values (additive, in units of the group's mean spacing between values)
     base = {}
     for r, c in tuned.items():
         q = c.q
-        g = q.group_size
-        cz = (q.codes.float().to(device) - q.zeros.to(device).repeat_interleave(g, 1))
-        if c.mask is not None: cz = cz * c.mask.to(device)
-        base[r] = (cz, q.scales.float().to(device), g, None if c.outliers is None else c.outliers.to_dense().float().to(device))
+        g, o = q.group_size, None if c.outliers is None else c.outliers.to_dense().float().to(device)
+        m = None if c.mask is None else c.mask.to(device)
+        if q.table is not None:
+            t0 = q.table.float().to(device)
+            unit = ((t0[..., -1:] - t0[..., :1]) / (t0.shape[-1] - 1)).clamp_min(2 ** -24)
+            base[r] = ('table', q.codes.long().to(device).reshape(*t0.shape[:2], g), t0, unit, m, o)
+        else:
+            cz = (q.codes.float().to(device) - q.zeros.to(device).repeat_interleave(g, 1))
+            base[r] = ('scale', cz if m is None else cz * m, q.scales.float().to(device), g, None, o)
     linear_w = {f'{r}.weight' for r in tuned}
     ones = {n: p for n, p in block.named_parameters() if cfg.norms and p.ndim == 1 and p.is_floating_point() and n not in linear_w}
-    theta = {r: torch.zeros_like(base[r][1], requires_grad=True) for r in tuned}
+    theta = {r: torch.zeros_like(base[r][2], requires_grad=True) for r in tuned}
+
+    def weight(r, th):
+        kind, a, p0, u, m, o = base[r]
+        if kind == 'table':
+            w = (p0 + th * u).gather(2, a).reshape(p0.shape[0], -1)
+            if m is not None: w = w * m
+        else: w = a * (p0 * th.exp()).repeat_interleave(u, 1)
+        return w if o is None else w + o
     delta = {n: torch.zeros_like(p, dtype=torch.float32, requires_grad=True) for n, p in ones.items()}
 
     def params(th, de):
         out = {}
-        for r, (cz, s0, g, o) in base.items():
-            w = cz * (s0 * th[r].exp()).repeat_interleave(g, 1)
-            out[f'{r}.weight'] = (w if o is None else w + o).to(dt[r])
+        for r in base: out[f'{r}.weight'] = weight(r, th[r]).to(dt[r])
         for n, p in ones.items(): out[n] = (p.detach().float() + de[n]).to(p.dtype)
         return out
 
@@ -126,15 +138,17 @@ def tune_block(block: nn.Module,
                 curve.append(l.item())
     # back onto the stored grids, then judged on every window
     with torch.no_grad():
-        scales = {r: _snap(base[r][1] * theta[r].exp(), c) for r, c in tuned.items()}
-        final = {f'{r}.weight': _stored_weight(c, scales[r].to(c.q.scales.device)).to(device, dt[r]) for r, c in tuned.items()}
+        new = {r: (dict(table=(base[r][2] + theta[r] * base[r][3]).clamp(-FP16_MAX, FP16_MAX).half().float().to(c.q.table.device))
+                   if base[r][0] == 'table' else dict(scales=_snap(base[r][2] * theta[r].exp(), c).to(c.q.scales.device)))
+               for r, c in tuned.items()}
+        final = {f'{r}.weight': _stored_weight(c, **new[r]).to(device, dt[r]) for r, c in tuned.items()}
         final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})   # as a checkpoint stores them: fp16
         after = full(final)
         kept = after < before
         if kept:
             for r, c in tuned.items():
-                c.q.scales = scales[r].to(c.q.scales.device)
-                if c.w_hat is not None: c.w_hat = _stored_weight(c, c.q.scales)
+                for k, v in new[r].items(): setattr(c.q, k, v)
+                if c.w_hat is not None: c.w_hat = _stored_weight(c)
                 lins[r].weight.data.copy_(final[f'{r}.weight'])
             for n, p in ones.items(): p.data.copy_(final[n])
     return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=cfg.steps, params=sum(t.numel() for t in theta.values()) +
