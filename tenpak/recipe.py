@@ -29,7 +29,7 @@ from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
 # %% auto #0
-__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'get_recipe', 'hessian_score', 'check_device', 'check_log',
+__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'get_recipe', 'hessian_score', 'check_device', 'check_log',
            'check_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
@@ -158,6 +158,24 @@ def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
     p = Path(name_or_path)
     if p.suffix in ('.yaml', '.yml', '.toml') or p.exists(): return Recipe.from_file(p)
     raise TenPakError(f"unknown recipe {name_or_path!r}; built-ins: {', '.join(BUILTINS)} (or a .yaml/.toml file)")
+
+ROW = 1 << 16       # a group this wide is one table (or one scale) per row of any Linear in the zoo
+_TABLE = dict(codebook='table', metadata='fp16', zero='int', sym=False)
+def _table_gptq(bits: int, g: int = ROW) -> Recipe:
+    per = 'row' if g == ROW else f'g{g}'
+    return Recipe(name=f'gptq-table-int{bits}-{per}', defaults=dict(bits=bits, group_size=g, **_TABLE, **_GPTQ),
+                  strategy=f"GPTQ INT{bits} against a fitted table of {2 ** bits} fp16 values per {'row' if g == ROW else f'group of {g}'} "
+                           f"(H_jj-weighted k-means, SqueezeLLM-style), act-order")
+BUILTINS.update({r.name: r for r in (_table_gptq(2), _table_gptq(3), _table_gptq(4), _table_gptq(2, 128))})
+
+def _table(name: str) -> Recipe:
+    "The budget recipe `name` with per-row fitted tables at INT2/3/4 (`LayerPlan.codebook='table'`) among its candidates."
+    d = BUILTINS[name].to_dict()
+    extra = [{**_GPTQ, **_TABLE, 'bits': b, 'group_size': ROW} for b in (2, 3, 4)]
+    return Recipe.from_dict({**d, 'name': f'table-{name}', 'candidates': d['candidates'] + extra,
+                             'strategy': f"{d['strategy']}; + per-row fitted tables (INT2/3/4) as candidates"})
+BUILTINS.update({f'table-{n}': _table(n) for n in ('dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5', 'dq8-gptq-budget-2.29')})
+
 
 # %% ../nbs/16_recipe.ipynb #3dab80f1
 def _uses_hessian(rec: Recipe) -> bool:
