@@ -403,7 +403,9 @@ def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
     check_storable(lp, N, K)
     why_cpu = cpu_refusal(lp, N, K)
     cpu = '' if why_cpu else 'int4pack'
-    if lp.codebook == 'table': return KernelFit(None, False, "table codes are dequantized, then multiplied (the INT4 kernels take a uniform grid)", cpu, why_cpu)
+    if lp.codebook == 'table':
+        return KernelFit(None, False, "table codes: the INT4 kernels take a uniform grid; dense table layers run the table GEMV "
+                                      "(`table_kernel.table_linear`, up to 16 rows), others are dequantized, then multiplied", cpu, why_cpu)
     if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)", cpu, why_cpu)
     keep, g = nm_keep(lp.sparsity), K // group_count(K, lp.group_size)
     if g % 8 and g != K:

@@ -17,7 +17,7 @@ from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_met
 from .outliers import CSR
 from .quant import group_count
 from .compress import Compressed
-from . import kernel as K, cpu_kernel as CK
+from . import kernel as K, cpu_kernel as CK, table_kernel as TK
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'DIGEST', 'CONFIG', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed',
@@ -113,6 +113,9 @@ class PackedLinear(nn.Module):
         if self.fit.cpu and x.device.type == 'cpu' and (self.cpu_kernel == 'always' or self.cpu_kernel == 'bf16' and x.dtype == torch.bfloat16):
             # torch's CPU INT4 kernel, run in bf16 (`cpu_kernel`)
             y = CK.int4pack_linear(x, *self._cpu_pack(), bias=b)
+        elif self.plan.codebook == 'table' and not self.nm:     # fitted tables: the table GEMV on a GPU (decode batches), else dequantize + matmul
+            y = TK.table_linear(x, {k: getattr(self, k) for k in ('qweight', 'qbits') if getattr(self, k) is not None}, self.table,
+                                self.bits, self.in_features, bias=b)
         elif self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), b)
         else: y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
                                 nm=self.nm[0] if self.nm else None, meta=self.meta, bias=b, check=False)
