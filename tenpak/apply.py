@@ -7,7 +7,7 @@ Docs: https://tenpak.github.io/tenpak/apply.html.md"""
 # %% ../nbs/12_apply.ipynb #9fdee1f1
 from __future__ import annotations
 import copy, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import torch
 from tqdm.auto import tqdm
 from .core import TenPakError, Plan, LayerStats, get_method
@@ -16,7 +16,7 @@ from .compress import Compressed
 from . import gptq as _gptq   # registers the 'gptq' method
 from .calib import block_loop, linear_input_stats, run_block, too_few_tokens, weight_only
 from .awq import awq_block
-from .tune import BlockTune, tune_block
+from .tune import BlockTune, tune_block, teacher_topk, tune_end_to_end
 
 # %% auto #0
 __all__ = ['Applied', 'needs_calibration', 'compress_model']
@@ -92,6 +92,9 @@ def compress_model(model, plan: Plan,
     if calib is None: raise TenPakError("this plan needs calibration data (AWQ, GPTQ, activation outliers, Wanda, MSE clipping or block tuning)")
 
     float_path = [None]                       # tune.target == 'float': the float model's activations entering the next block
+    teacher, e2e_parts = None, {}
+    if tune is not None and tune.e2e_steps:    # the end-to-end pass's target: the float model's next-token top-k, before any rounding
+        teacher = teacher_topk(model, calib, tune.e2e_topk, batch_size, device)
     def step(i, block, inp):
         prefix = f"{arch.blocks}.{i}."
         rel = {n[len(prefix):]: lp for n, lp in plan if n.startswith(prefix)}
@@ -121,7 +124,12 @@ def compress_model(model, plan: Plan,
             rep = tune_block(block, inp, target, parts, tune)
             res.tune[str(i)] = {k: v for k, v in rep.items() if k != 'curve'}
             if keep_parts and rep['kept']: res.parts.update({prefix + r: _slim(c) for r, c in parts.items()})
+        if teacher is not None: e2e_parts.update({prefix + r: replace(c, w_hat=None) for r, c in parts.items()})
 
     block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
+    if teacher is not None and e2e_parts:
+        rep = tune_end_to_end(model, calib, teacher, e2e_parts, tune, device)
+        res.tune['e2e'] = {k: v for k, v in rep.items() if k != 'curve'}
+        if keep_parts and rep['kept']: res.parts.update({n: _slim(c) for n, c in e2e_parts.items()})
     res.seconds = time.perf_counter() - t0
     return res

@@ -17,7 +17,7 @@ from .formats import Compressed
 from .calib import BlockInputs, to_device, _out
 
 # %% auto #0
-__all__ = ['BlockTune', 'tune_block']
+__all__ = ['BlockTune', 'tune_block', 'teacher_topk', 'coarse_kl', 'tune_end_to_end']
 
 # %% ../nbs/12c_tune.ipynb #b8e6dbd0
 @dataclass
@@ -31,12 +31,17 @@ class BlockTune:
     seed: int = 0              # which windows each step sees
     target: str = 'block'      # 'block': the float block on the compressed prefix's inputs (OmniQuant); 'float': the float model's own
                                # activations at the block's output, so a block also corrects the error of the blocks before it
+    e2e_steps: int = 0         # then this many Adam steps over every block at once against the float model's next-token
+                               # distribution (`tune_end_to_end`; 0: no end-to-end pass)
+    e2e_lr: float = 2e-4       # its learning rate of the log-scales / table values
+    e2e_batch: int = 1         # calibration windows per end-to-end step
+    e2e_topk: int = 32         # the float model's top-k tokens per position kept as the target (+ one bin for the rest)
 
     def __post_init__(self):
-        for k in ('steps', 'batch', 'seed'):
-            v = getattr(self, k)
-            if not is_int(v) or v < (0 if k != 'batch' else 1): raise TenPakError(f"tune {k} must be an integer >= {0 if k != 'batch' else 1}, got {v!r}")
-        for k in ('lr', 'norm_lr'):
+        for k in ('steps', 'batch', 'seed', 'e2e_steps', 'e2e_batch', 'e2e_topk'):
+            v, lo = getattr(self, k), 1 if k in ('batch', 'e2e_batch', 'e2e_topk') else 0
+            if not is_int(v) or v < lo: raise TenPakError(f"tune {k} must be an integer >= {lo}, got {v!r}")
+        for k in ('lr', 'norm_lr', 'e2e_lr'):
             v = getattr(self, k)
             if not is_number(v) or not 0 <= v <= 1: raise TenPakError(f"tune {k} must be a number in [0, 1], got {v!r}")
         if not isinstance(self.norms, bool): raise TenPakError(f"tune norms must be true or false, got {self.norms!r}")
@@ -65,13 +70,63 @@ def _stored_weight(c: Compressed, scales: torch.Tensor | None = None, table: tor
     if c.outliers is not None: w = w + c.outliers.to_dense().to(w.device)
     return w
 
+class _Tunable:
+    """The continuous parameters of compressed parts as functions of `theta` (codes, masks and outlier residuals frozen): the
+    group scales as log-scales (a relative change), table values additively in units of their group's mean spacing."""
+    def __init__(self, parts: dict[str, Compressed], device):
+        self.parts, self.base = parts, {}
+        for r, c in parts.items():
+            q = c.q
+            g, o = q.group_size, None if c.outliers is None else c.outliers.to_dense().float().to(device)
+            m = None if c.mask is None else c.mask.to(device)
+            if q.table is not None:
+                t = q.table.float().to(device)
+                unit = ((t[..., -1:] - t[..., :1]) / (t.shape[-1] - 1)).clamp_min(2 ** -24)
+                self.base[r] = ('table', q.codes.long().to(device).reshape(*t.shape[:2], g), t, unit, m, o)
+            else:
+                cz = (q.codes.float().to(device) - q.zeros.to(device).repeat_interleave(g, 1))
+                self.base[r] = ('scale', cz if m is None else cz * m, q.scales.float().to(device), g, None, o)
+        self.theta = {r: torch.zeros_like(b[2], requires_grad=True) for r, b in self.base.items()}
+
+    def weight(self, r: str) -> torch.Tensor:
+        "The dense float32 weight of part `r` at the current theta (differentiable)."
+        kind, a, p0, u, m, o = self.base[r]
+        th = self.theta[r]
+        if kind == 'table':
+            w = (p0 + th * u).gather(2, a).reshape(p0.shape[0], -1)
+            if m is not None: w = w * m
+        else: w = a * (p0 * th.exp()).repeat_interleave(u, 1)
+        return w if o is None else w + o
+
+    @torch.no_grad()
+    def stored(self) -> dict[str, dict]:
+        "Per part, the tuned values as the plan stores them: fp16 table values, or scales on their grid (`_snap`)."
+        out = {}
+        for r, c in self.parts.items():
+            kind, _, p0, u, _, _ = self.base[r]
+            th = self.theta[r]
+            out[r] = (dict(table=(p0 + th * u).clamp(-FP16_MAX, FP16_MAX).half().float().to(c.q.table.device)) if kind == 'table'
+                      else dict(scales=_snap(p0 * th.exp(), c).to(c.q.scales.device)))
+        return out
+
+    @torch.no_grad()
+    def commit(self, new: dict[str, dict]):
+        "Store `new` (from `stored`) in the parts."
+        for r, c in self.parts.items():
+            for k, v in new[r].items(): setattr(c.q, k, v)
+            if c.w_hat is not None: c.w_hat = _stored_weight(c)
+
+def _ones(module: nn.Module, skip: set) -> dict[str, nn.Parameter]:
+    "The 1-D floating-point parameters of `module` (norm weights, biases) not named in `skip`."
+    return {n: p for n, p in module.named_parameters() if p.ndim == 1 and p.is_floating_point() and n not in skip}
+
 def tune_block(block: nn.Module,
                inp: BlockInputs,                  # the block's calibration inputs (from the compressed blocks before it)
                target: list[torch.Tensor],        # the float block's outputs on those inputs, one per batch of `inp.hs`
                parts: dict[str, Compressed],      # relative Linear name -> its compressed part (with q); codes stay
                cfg: BlockTune | dict | bool = True,
                device=None) -> dict:
-    "Tune `parts`' group scales (and the block's 1-D parameters) so `block` on `inp` approaches `target`; keep the result only if the objective on every window fell. Updates the parts, the Linear weights and the 1-D parameters in place; returns the losses."
+    "Tune `parts`' group scales or tables (and the block's 1-D parameters) so `block` on `inp` approaches `target`; keep the result only if the objective on every window fell. Updates the parts, the Linear weights and the 1-D parameters in place; returns the losses."
     cfg = BlockTune.from_dict(cfg)
     t0 = time.perf_counter()
     device = torch.device(device) if device else next(block.parameters()).device
@@ -79,37 +134,13 @@ def tune_block(block: nn.Module,
     tuned = {r: c for r, c in parts.items() if c.q is not None}
     lins = {r: block.get_submodule(r) for r in tuned}
     dt = {r: lin.weight.dtype for r, lin in lins.items()}
-    # the frozen part of each weight: (codes - zeros) or the table codes, the mask and the outlier residuals; theta moves the
-    # group scales (log, relative) or the table values (additive, in units of the group's mean spacing between values)
-    base = {}
-    for r, c in tuned.items():
-        q = c.q
-        g, o = q.group_size, None if c.outliers is None else c.outliers.to_dense().float().to(device)
-        m = None if c.mask is None else c.mask.to(device)
-        if q.table is not None:
-            t0 = q.table.float().to(device)
-            unit = ((t0[..., -1:] - t0[..., :1]) / (t0.shape[-1] - 1)).clamp_min(2 ** -24)
-            base[r] = ('table', q.codes.long().to(device).reshape(*t0.shape[:2], g), t0, unit, m, o)
-        else:
-            cz = (q.codes.float().to(device) - q.zeros.to(device).repeat_interleave(g, 1))
-            base[r] = ('scale', cz if m is None else cz * m, q.scales.float().to(device), g, None, o)
-    linear_w = {f'{r}.weight' for r in tuned}
-    ones = {n: p for n, p in block.named_parameters() if cfg.norms and p.ndim == 1 and p.is_floating_point() and n not in linear_w}
-    theta = {r: torch.zeros_like(base[r][2], requires_grad=True) for r in tuned}
-
-    def weight(r, th):
-        kind, a, p0, u, m, o = base[r]
-        if kind == 'table':
-            w = (p0 + th * u).gather(2, a).reshape(p0.shape[0], -1)
-            if m is not None: w = w * m
-        else: w = a * (p0 * th.exp()).repeat_interleave(u, 1)
-        return w if o is None else w + o
+    tv = _Tunable(tuned, device)
+    ones = _ones(block, {f'{r}.weight' for r in tuned}) if cfg.norms else {}
     delta = {n: torch.zeros_like(p, dtype=torch.float32, requires_grad=True) for n, p in ones.items()}
 
-    def params(th, de):
-        out = {}
-        for r in base: out[f'{r}.weight'] = weight(r, th[r]).to(dt[r])
-        for n, p in ones.items(): out[n] = (p.detach().float() + de[n]).to(p.dtype)
+    def params():
+        out = {f'{r}.weight': tv.weight(r).to(dt[r]) for r in tuned}
+        for n, p in ones.items(): out[n] = (p.detach().float() + delta[n]).to(p.dtype)
         return out
 
     def loss(over, hs, ys):
@@ -125,31 +156,110 @@ def tune_block(block: nn.Module,
     gen = torch.Generator().manual_seed(cfg.seed)
     rows = [(b, i) for b, h in enumerate(inp.hs) for i in range(h.shape[0])]
     curve = []
-    if cfg.steps and (theta or delta):
-        opt = torch.optim.Adam([{'params': list(theta.values()), 'lr': cfg.lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
+    if cfg.steps and (tv.theta or delta):
+        opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': cfg.lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
         with torch.enable_grad():
             for _ in range(cfg.steps):
                 pick = torch.randperm(len(rows), generator=gen)[:cfg.batch].tolist()
                 hs = torch.cat([inp.hs[rows[k][0]][rows[k][1]][None] for k in pick])
                 ys = torch.cat([target[rows[k][0]][rows[k][1]][None] for k in pick])
                 if hs.shape[1:] != inp.hs[0].shape[1:]: raise TenPakError("tune: calibration windows of different lengths")
-                l = loss(params(theta, delta), hs, ys)
+                l = loss(params(), hs, ys)
                 opt.zero_grad(); l.backward(); opt.step()
                 curve.append(l.item())
     # back onto the stored grids, then judged on every window
     with torch.no_grad():
-        new = {r: (dict(table=(base[r][2] + theta[r] * base[r][3]).clamp(-FP16_MAX, FP16_MAX).half().float().to(c.q.table.device))
-                   if base[r][0] == 'table' else dict(scales=_snap(base[r][2] * theta[r].exp(), c).to(c.q.scales.device)))
-               for r, c in tuned.items()}
+        new = tv.stored()
         final = {f'{r}.weight': _stored_weight(c, **new[r]).to(device, dt[r]) for r, c in tuned.items()}
         final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})   # as a checkpoint stores them: fp16
         after = full(final)
         kept = after < before
         if kept:
-            for r, c in tuned.items():
-                for k, v in new[r].items(): setattr(c.q, k, v)
-                if c.w_hat is not None: c.w_hat = _stored_weight(c)
-                lins[r].weight.data.copy_(final[f'{r}.weight'])
+            tv.commit(new)
+            for r in tuned: lins[r].weight.data.copy_(final[f'{r}.weight'])
             for n, p in ones.items(): p.data.copy_(final[n])
-    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=cfg.steps, params=sum(t.numel() for t in theta.values()) +
-                sum(t.numel() for t in delta.values()), seconds=time.perf_counter() - t0, curve=curve)
+    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=cfg.steps,
+                params=sum(t.numel() for t in tv.theta.values()) + sum(t.numel() for t in delta.values()),
+                seconds=time.perf_counter() - t0, curve=curve)
+
+# %% ../nbs/12c_tune.ipynb #82dc7542
+@torch.no_grad()
+def teacher_topk(model, windows: torch.Tensor, k: int = 32, batch_size: int = 4, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "The model's next-token top-`k` log-probabilities and token ids, each `(n, T - 1, k)` on the CPU, on `windows` `(n, T)`: the target of `tune_end_to_end`."
+    device = device or next(model.parameters()).device
+    lp, ids = [], []
+    for b in range(0, len(windows), batch_size):
+        logp = model(windows[b: b + batch_size].to(device)).logits[:, :-1].float().log_softmax(-1)
+        v, i = logp.topk(min(k, logp.shape[-1]), -1)
+        lp.append(v.cpu()); ids.append(i.cpu())
+    return torch.cat(lp), torch.cat(ids)
+
+def coarse_kl(logits: torch.Tensor, lp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    "KL(p ‖ q) per predicted token `(b, T - 1)`, both distributions coarsened to the teacher's top-k tokens (`lp`, `ids`: `teacher_topk`) plus one bin for the rest; `logits` `(b, T, V)` are the student's. Never above the full KL."
+    q = logits[:, :-1].float().log_softmax(-1)
+    qk = q.gather(-1, ids)
+    tail = lambda l: torch.log1p(-l.exp().sum(-1).clamp(max=1 - 1e-7))        # log of the mass outside the top-k
+    pt, qt = tail(lp), tail(qk)
+    return (lp.exp() * (lp - qk)).sum(-1) + pt.exp() * (pt - qt)
+
+def tune_end_to_end(model,
+                    windows: torch.Tensor,                       # (n, T) calibration windows
+                    teacher: tuple[torch.Tensor, torch.Tensor],  # the float model's `teacher_topk` on them, taken before rounding
+                    parts: dict[str, Compressed],                # Linear name -> its compressed part; codes stay
+                    cfg: BlockTune | dict | bool = True,
+                    device=None) -> dict:
+    "Tune every part's scales or tables (and the model's 1-D parameters) together so the model's next-token distribution on `windows` approaches the float model's (`coarse_kl`); keep the result only if the KL over all windows fell. Updates parts, weights and 1-D parameters in place; returns the losses."
+    cfg = BlockTune.from_dict(cfg)
+    t0 = time.perf_counter()
+    device = torch.device(device) if device else next(model.parameters()).device
+    tuned = {n: c for n, c in parts.items() if c.q is not None}
+    lins = {n: model.get_submodule(n) for n in tuned}
+    dt = {n: lin.weight.dtype for n, lin in lins.items()}
+    tv = _Tunable(tuned, device)
+    ones = _ones(model, {f'{n}.weight' for n in tuned}) if cfg.norms else {}
+    delta = {n: torch.zeros_like(p, dtype=torch.float32, requires_grad=True) for n, p in ones.items()}
+    lp_all, ids_all = teacher
+    if tuple(lp_all.shape[:2]) != (windows.shape[0], windows.shape[1] - 1): raise TenPakError("tune_end_to_end: the teacher was taken on other windows")
+
+    def params():
+        out = {f'{n}.weight': tv.weight(n).to(dt[n]) for n in tuned}
+        for n, p in ones.items(): out[n] = (p.detach().float() + delta[n]).to(p.dtype)
+        return out
+
+    def loss(over, idx):
+        logits = functional_call(model, over, (windows[idx].to(device),)).logits
+        return coarse_kl(logits, lp_all[idx].to(device), ids_all[idx].to(device)).mean()
+
+    @torch.no_grad()
+    def full(over) -> float:
+        n = len(windows)
+        return sum(loss(over, torch.arange(b, min(b + cfg.e2e_batch, n))).item() * (min(b + cfg.e2e_batch, n) - b)
+                   for b in range(0, n, cfg.e2e_batch)) / n
+
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters(): p.requires_grad_(False)        # gradients only for theta and the 1-D deltas
+    try:
+        before = full({})
+        gen = torch.Generator().manual_seed(cfg.seed)
+        curve = []
+        if cfg.e2e_steps and (tv.theta or delta):
+            opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': cfg.e2e_lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
+            with torch.enable_grad():
+                for _ in range(cfg.e2e_steps):
+                    l = loss(params(), torch.randperm(len(windows), generator=gen)[:cfg.e2e_batch])
+                    opt.zero_grad(); l.backward(); opt.step()
+                    curve.append(l.item())
+        with torch.no_grad():
+            new = tv.stored()
+            final = {f'{n}.weight': _stored_weight(c, **new[n]).to(device, dt[n]) for n, c in tuned.items()}
+            final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})
+            after = full(final)
+            kept = after < before
+            if kept:
+                tv.commit(new)
+                for n in tuned: lins[n].weight.data.copy_(final[f'{n}.weight'])
+                for n, p in ones.items(): p.data.copy_(final[n])
+    finally:
+        for n, p in model.named_parameters(): p.requires_grad_(flags[n])
+    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=cfg.e2e_steps,
+                tokens=cfg.e2e_steps * cfg.e2e_batch * (windows.shape[1] - 1), seconds=time.perf_counter() - t0, curve=curve)
