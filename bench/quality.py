@@ -110,6 +110,9 @@ def parse_args(argv=None):
                    help="add this run's points to an earlier session of the same model (its id, or 'latest'): a long table "
                         "measured in parts (e.g. peers now, TenPak recipes later); the windows, calibration and float PPL "
                         "must match it, and the part is logged as a `session-part` record beside it")
+    p.add_argument('--attach', default=None, metavar='LOG',
+                   help="measure nothing: add the newest session of --model in another log (a part measured in parallel, "
+                        "e.g. in another checkout) to the session --join names, after the same checks as --join")
     p.add_argument('--render', action='store_true',
                    help='measure nothing: regenerate the tables and plots of OUT_DIR from the log (as tools/results.py does)')
     return p.parse_args(argv)
@@ -671,7 +674,7 @@ def section(rep: dict, png_name: str) -> str:
     for q in rep.get('parts') or []:               # runs that joined the session (--join), each with its own provenance
         L += [f"Joined by: `{q['command']}` — {q['date']}, commit {(q.get('git') or {}).get('head', '')[:7] or 'not recorded'}, "
               f"{q['machine']['torch_threads']} threads, total {q['timings']['total_s'] / 60:.1f} min (same windows, "
-              f"calibration and float PPL, checked).", '']
+              f"calibration and float PPL, checked" + ("; run in parallel and attached with --attach" if q.get('attached_from') else '') + ").", '']
     L += [
           f"Float model: PPL {b['ppl']:.4f} on {b['windows']} of {rep['test_windows_total']} held-out windows x "
           f"{rep['seqlen']} tokens ({b['tokens']} predicted tokens); calibration: {rep['calib_windows']} train "
@@ -833,6 +836,32 @@ def report(bench: Bench, out_dir: Path, log_path: Path) -> dict:
     return rep
 
 
+def attach(args, log_path: Path, out_dir: Path):
+    """--attach: the newest session of the model in another log, measured in parallel on the same windows, appended to this
+    log as a `session-part` of the --join session (its own command, commit, machine and timings kept) with its points."""
+    from tenpak import log as rlog
+    if not args.join: raise SystemExit('--attach needs --join SESSION (or latest): the session the part belongs to')
+    b = Bench(args)
+    s = b.find_join(log_path)
+    other = [r for r in rlog.load(Path(args.attach))]
+    ss = [r for r in other if rlog.kind(r) == 'session' and r.get('bench') == 'bench/quality.py' and r.get('model') == args.model]
+    if not ss: raise SystemExit(f"--attach {args.attach}: no bench/quality.py session of {args.model} there")
+    q = ss[-1]
+    key = lambda r: dict(seqlen=r['seqlen'], windows=r['baseline']['windows'], tokens=r['baseline']['tokens'],
+                         calib_windows=r['calib_windows'], quick=r['quick'], corpus=r.get('corpus'))
+    if key(q) != key(s) or abs(q['baseline']['ppl'] / s['baseline']['ppl'] - 1) > 1e-6:
+        raise SystemExit(f"--attach: the part measures {key(q)} with float PPL {q['baseline']['ppl']:.6f}, the session "
+                         f"{key(s)} with {s['baseline']['ppl']:.6f}; a part must measure the same")
+    part = {k: v for k, v in q.items() if k not in ('baseline', 'caveat', 'tolerance_bpw', 'corpus_info')}
+    part.update(kind='session-part', part_of=s['session'], session=s['session'], attached_from=dict(log=str(args.attach), session=q['session']))
+    pts = [dict(r, session=s['session']) for r in other if r.get('session') == q['session'] and rlog.kind(r) in ('run', 'peer')]
+    for r in [part] + pts: rlog.append(r, log_path)
+    R = tools_results()
+    written = R.write(R.outputs(rlog.load(log_path)), out_dir)
+    log(f"attached {q['session']} ({len(pts)} points, float PPL {q['baseline']['ppl']:.6f}) to {s['session']} in {log_path}; "
+        f"regenerated {', '.join(written)}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     out_dir = Path(args.out_dir) if args.out_dir else (Path('/tmp/tenpak-quality') if args.quick else ROOT / 'results')
@@ -842,6 +871,7 @@ def main(argv=None):
         R = tools_results()
         written = R.write(R.outputs(rlog.load(log_path)), out_dir)
         return log(f"regenerated from {log_path}: {', '.join(written)}")
+    if args.attach: return attach(args, log_path, out_dir)
     b = Bench(args)
     b.joined = b.find_join(log_path)
     b.run()

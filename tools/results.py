@@ -55,7 +55,7 @@ def quality_reports(records: list[dict]) -> dict[str, dict]:
         rep['points'] = [r['point'] for r in records if r.get('session') == s['session'] and rlog.kind(r) in ('run', 'peer')]
         for r in records:                  # later runs that joined the session (bench/quality.py --join)
             if rlog.kind(r) != 'session-part' or r.get('part_of') != s['session']: continue
-            rep.setdefault('parts', []).append({k: r.get(k) for k in ('command', 'date', 'git', 'machine', 'timings', 'methods')})
+            rep.setdefault('parts', []).append({k: r.get(k) for k in ('command', 'date', 'git', 'machine', 'timings', 'methods', 'attached_from')})
             rep['skipped'] = rep.get('skipped', []) + r.get('skipped', [])
             rep['notes'] = rep.get('notes', []) + r.get('notes', [])
             rep['peers'] = (rep.get('peers') or {}) | (r.get('peers') or {})
