@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All GPU measurements of issues 4 and 5 in as few device calls as a 15-minute device session allows.
 #
-#   OUT=/some/dir bash scripts/gpu_session.sh kernels   # bench/kernel_times.py, bench/decode.py (<= 460 s)
+#   OUT=/some/dir bash scripts/gpu_session.sh kernels   # bench/kernel_times.py, bench/decode.py, bench/table_kernel_times.py (<= 560 s)
 #   OUT=/some/dir bash scripts/gpu_session.sh scale     # scripts/scale_7b.py --mode both                 (<= 330 s)
 #   OUT=/some/dir bash scripts/gpu_session.sh all       # both parts in one go (longer than one 10-minute device call)
 #   SMOKE=1 OUT=/tmp/s bash scripts/gpu_session.sh all  # CPU check of this wrapper (each script's --smoke mode)
@@ -26,7 +26,8 @@ run() { local limit=$1; shift; echo "== $* $smoke (limit ${limit}s)"; timeout --
 case $part in
   kernels|all)
     run 260 python bench/kernel_times.py --out "$OUT/kernel_bench.json" --budget 220 2>&1 | tee -a "$OUT/session.log"
-    run 200 python bench/decode.py --out "$OUT/decode_bench.json" --budget 170 2>&1 | tee -a "$OUT/session.log" ;;&
+    run 200 python bench/decode.py --out "$OUT/decode_bench.json" --budget 170 2>&1 | tee -a "$OUT/session.log"
+    run 100 python bench/table_kernel_times.py --out "$OUT/table_kernel.json" --budget 70 2>&1 | tee -a "$OUT/session.log" ;;&
   scale|all)
     run 330 python scripts/scale_7b.py --out "$OUT" --mode both --deadline 270 2>&1 | tee -a "$OUT/session.log" ;;
   kernels) ;;
