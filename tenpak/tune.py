@@ -1,4 +1,4 @@
-"""Block tuning after rounding: the codes stay, the continuous parameters of each block (group scales, norm weights, biases) move to match the float block's outputs on the calibration windows, and a block keeps the result only if its own objective fell.
+"""Block tuning after rounding: the codes stay, the continuous parameters of each block (group scales or table values, norm weights, biases) move to match the float block's outputs on the calibration windows, and a block keeps the result only if its own objective fell; then, optionally, one pass over the whole model against the float model's next-token distribution.
 
 Docs: https://tenpak.github.io/tenpak/tune.html.md"""
 
