@@ -175,6 +175,7 @@ def _table(name: str) -> Recipe:
     return Recipe.from_dict({**d, 'name': f'table-{name}', 'candidates': d['candidates'] + extra,
                              'strategy': f"{d['strategy']}; + per-row fitted tables (INT2/3/4) as candidates"})
 BUILTINS.update({f'table-{n}': _table(n) for n in ('dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5', 'dq8-gptq-budget-2.29')})
+BUILTINS.update({f'tune-table-{n}': _tuned(f'table-{n}') for n in ('dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5', 'dq8-gptq-budget-2.29')})
 
 
 # %% ../nbs/16_recipe.ipynb #3dab80f1
