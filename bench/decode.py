@@ -6,8 +6,8 @@ CPU check of this script (tiny config, eager loop only, timings meaningless):   
 
 CPU mode (`--cpu`, results/cpu_decode.md): real models (ref-tiny, SmolLM2-135M), transformers' `generate`, batch 1,
 greedy, 128 new tokens, float32 vs bf16 vs packed INT4 g128 (`tenpak run --recipe rtn-int4-g128 --pack`, made if
-missing) with float32 and with bf16 activations (torch's CPU INT4 kernel, `tenpak.cpu_kernel`) and the reference path
-it replaced; each variant in its own worker process (tokens/s, resident memory, weight bytes), threads and machine
+missing) with float32 and with bf16 activations (torch's CPU INT4 kernel, `tenpak.cpu_kernel`), the reference path
+it replaced, and a mixed plan (`bench/cpu_mixed.toml`: INT4 Linears on the kernel beside INT3 ones dequantized); each variant in its own worker process (tokens/s, resident memory, weight bytes), threads and machine
 recorded:   OMP_NUM_THREADS=1 python bench/decode.py --cpu --threads 1
 
 Model: transformers' default `MistralConfig()` (7.24B parameters; `sliding_window` set to None, which changes
