@@ -101,7 +101,8 @@ def main():
         r.update(file=name, file_mib=path.stat().st_size / 2**20, delta_pct=(r['ppl'] / base.ppl - 1) * 100)
         rows.append(r)
         log(f"{name}: llama.cpp PPL {r['ppl']:.4f} ({r['delta_pct']:+.2f}%) on {r['tokens']} tokens, decode {r['decode_tok_s']:.1f} tok/s")
-    out = dict(script='bench/gguf_llamacpp.py', command=' '.join(['python'] + sys.argv), env=dict(environment(), threads=a.threads),
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    out = dict(script='bench/gguf_llamacpp.py', command=' '.join(['python'] + sys.argv), commit=head, env=dict(environment(), threads=a.threads),
                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), machine=platform.processor() or platform.machine(),
                model=a.model, recipe=a.recipe, windows=len(test), seqlen=seqlen, tokens=base.tokens, ppl_float=base.ppl,
                tenpak_fake_quant=dict(ppl=res.record['ppl'], delta_pct=res.record['ppl_delta_pct'], bpw=res.record['linear_bpw']),
