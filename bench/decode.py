@@ -6,8 +6,8 @@ CPU check of this script (tiny config, eager loop only, timings meaningless):   
 
 CPU mode (`--cpu`, results/cpu_decode.md): real models (ref-tiny, SmolLM2-135M), transformers' `generate`, batch 1,
 greedy, 128 new tokens, float32 vs bf16 vs packed INT4 g128 (`tenpak run --recipe rtn-int4-g128 --pack`, made if
-missing) with float32 and with bf16 activations (torch's CPU INT4 kernel, `tenpak.cpu_kernel`) and the reference path
-it replaced; each variant in its own worker process (tokens/s, resident memory, weight bytes), threads and machine
+missing) with float32 and with bf16 activations (torch's CPU INT4 kernel, `tenpak.cpu_kernel`), the reference path
+it replaced, and a mixed plan (`bench/cpu_mixed.toml`: INT4 Linears on the kernel beside INT3 ones dequantized); each variant in its own worker process (tokens/s, resident memory, weight bytes), threads and machine
 recorded:   OMP_NUM_THREADS=1 python bench/decode.py --cpu --threads 1
 
 Model: transformers' default `MistralConfig()` (7.24B parameters; `sliding_window` set to None, which changes
@@ -519,11 +519,13 @@ def table(res) -> str:
 # CPU mode (--cpu): real models, transformers' generate, one worker process per variant (clean resident memory)
 # ---------------------------------------------------------------------------------------------------------------
 CPU_MODELS = ('ref-tiny', 'smollm2-135m')
-CPU_VARIANTS = ('float32', 'bf16', 'int4-g128', 'int4-g128-bf16', 'int4-g128-ref')
+CPU_VARIANTS = ('float32', 'bf16', 'int4-g128', 'int4-g128-bf16', 'int4-g128-ref', 'mixed-bf16')
+MIXED_RECIPE = ROOT / 'bench' / 'cpu_mixed.toml'   # the mixed plan: INT4 Linears on the CPU kernel beside INT2/3 ones dequantized
 CPU_WHAT = {'float32': 'float32 (dense)', 'bf16': 'bf16 (dense)',
             'int4-g128': "packed INT4 g128, float32 model, cpu_kernel='always' (torch CPU INT4 kernel, run in bf16)",
             'int4-g128-bf16': 'packed INT4 g128, bf16 model (torch CPU INT4 kernel, the default for bf16)',
-            'int4-g128-ref': "packed INT4 g128, float32, cpu_kernel='off': reference path (dequantize + matmul; before issue 23)"}
+            'int4-g128-ref': "packed INT4 g128, float32, cpu_kernel='off': reference path (dequantize + matmul; before issue 23)",
+            'mixed-bf16': 'packed mixed plan (budget 4.25 bpw over INT2/3/4, bench/cpu_mixed.toml), bf16 model: INT4 on the CPU kernel, INT2/3 dequantize + matmul'}
 PROMPT = 'The history of the city begins with a small settlement on the river, where'
 
 
@@ -566,6 +568,7 @@ def cpu_worker(args):
         model = load_packed(job['packed'], dtype=torch.bfloat16 if var.endswith('bf16') else torch.float32)
         tok = AutoTokenizer.from_pretrained(job['packed'])
         PackedLinear.cpu_kernel = 'off' if var == 'int4-g128-ref' else 'always' if var == 'int4-g128' else 'bf16'
+    from tenpak.kernel import pick_backend
     load_s = time.perf_counter() - t
     ids = tok(PROMPT, return_tensors='pt')
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -576,6 +579,12 @@ def cpu_worker(args):
     gen(4)                                                 # warm-up (also builds the CPU kernel's packed weights)
     packed = [m for m in model.modules() if isinstance(m, PackedLinear)]
     fast = sum(bool(m._cpu) for m in packed)
+    x1 = torch.zeros(1, dtype=next(model.parameters()).dtype)
+    backends = {}
+    for m in packed: backends[pick_backend(m.fit, x1, PackedLinear.cpu_kernel)] = backends.get(pick_backend(m.fit, x1, PackedLinear.cpu_kernel), 0) + 1
+    layouts = {}
+    for m in packed: layouts[f"INT{m.bits} g{m.group_size}"] = layouts.get(f"INT{m.bits} g{m.group_size}", 0) + 1
+    freed = sum(bool(getattr(m, '_qw_freed', False)) for m in packed)
     t1 = min(gen(1)[0] for _ in range(2))                  # prefill + 1 token
     runs = [gen(n) for _ in range(job['repeats'])]
     tn = statistics.median(r[0] for r in runs)
@@ -585,16 +594,17 @@ def cpu_worker(args):
     print(json.dumps(dict(model=name, variant=var, what=CPU_WHAT[var], tokens=n, load_s=round(load_s, 2),
                           prefill_1_s=round(t1, 4), generate_s=round(tn, 3), decode_tok_s=(n - 1) / (tn - t1), end_to_end_tok_s=n / tn,
                           weights_mib=wbytes / 2**20, cpu_kernel_cache_mib=cache / 2**20, rss_mib=_rss_mib(), rss_before_load_mib=rss0,
-                          packed_linears=len(packed), packed_linears_on_cpu_kernel=fast, threads=torch.get_num_threads(),
+                          packed_linears=len(packed), packed_linears_on_cpu_kernel=fast, backends=backends, layouts=layouts,
+                          qweight_freed=freed, threads=torch.get_num_threads(),
                           generated=runs[0][1])))
 
 
-def _cpu_packed(name: str, folder: Path, log) -> Path:
-    "The packed rtn-int4-g128 checkpoint of `name` (made with the CLI if missing)."
+def _cpu_packed(name: str, folder: Path, log, recipe: str = 'rtn-int4-g128') -> Path:
+    "The packed checkpoint of `name` compressed by `recipe` (made with the CLI if missing)."
     import subprocess
-    d = folder / f'{name}-rtn-int4-g128'
+    d = folder / f'{name}-{Path(recipe).stem}'
     if not (d / 'packed' / 'tenpak.json').is_file():
-        cmd = [sys.executable, '-m', 'tenpak.cli', 'run', '--model', name, '--recipe', 'rtn-int4-g128', '--pack', '--save-dir', str(d),
+        cmd = [sys.executable, '-m', 'tenpak.cli', 'run', '--model', name, '--recipe', str(recipe), '--pack', '--save-dir', str(d),
                '--eval-windows', '2', '--no-log']
         log('making', d, ':', ' '.join(cmd[2:]))
         subprocess.run(cmd, check=True, cwd=ROOT)
@@ -618,12 +628,17 @@ def cpu_main(args):
                config=dict(batch=1, greedy=True, new_tokens=n, prompt=PROMPT, ref_path_tokens=args.ref_tokens, runner='transformers generate (dynamic cache)'),
                notes=["decode tok/s = (tokens - 1) / (time of generate(tokens) - time of generate(1)): prefill excluded, median of --repeats",
                       "rss_mib: the worker process's resident memory after decoding (its own process per variant); growth: minus its RSS after imports, before loading",
-                      "weights_mib: parameters + buffers; cpu_kernel_cache_mib: the CPU INT4 kernel's packed copy, built on the first call"],
+                      "weights_mib: parameters + buffers; cpu_kernel_cache_mib: the CPU INT4 kernel's packed copy, built on the first call "
+                      "(once it is built the layer's qweight is freed: PackedLinear.keep_codes); weights_vs_float32: (weights + kernel copy) / float32's weights",
+                      "mixed-bf16: the packed checkpoint of bench/cpu_mixed.toml (a Fisher budget at 4.25 bpw over INT2/3/4, g 64-256); "
+                      "backends counts its Linears by the route kernel.pick_backend takes"],
                results=[])
     for name in models:
         packed = _cpu_packed(name, Path(args.packed_dir), log) if any(v.startswith('int4') for v in variants) else None
+        mixed = _cpu_packed(name, Path(args.packed_dir), log, str(MIXED_RECIPE)) if 'mixed-bf16' in variants else None
         for var in variants:
-            job = dict(model=name, variant=var, packed=str(packed) if packed else None,
+            ck = mixed if var == 'mixed-bf16' else packed
+            job = dict(model=name, variant=var, packed=str(ck) if ck else None,
                        tokens=args.ref_tokens if var.endswith('-ref') else n, repeats=1 if var.endswith('-ref') else max(1, args.repeats))
             cmd = [sys.executable, __file__, '--cpu-worker', json.dumps(job), '--threads', str(args.threads)]
             p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -640,6 +655,7 @@ def cpu_main(args):
         for r in rs.values():
             if base:
                 r['speedup_vs_float32'] = r['decode_tok_s'] / base['decode_tok_s']
+                r['weights_vs_float32'] = (r['weights_mib'] + r['cpu_kernel_cache_mib']) / base['weights_mib']
                 k = min(len(r['generated']), len(base['generated']))
                 r['first_divergence_vs_float32'] = next((i for i in range(k) if r['generated'][i] != base['generated'][i]), None)
     out.write_text(json.dumps(res, indent=1))
@@ -664,14 +680,15 @@ def cpu_table(res) -> str:
     e = res['env']
     lines = [f"\n{e.get('cpu')} ({e.get('cpu_count')} cores), torch {e.get('torch')} with {e.get('threads')} thread(s), transformers "
              f"{e.get('transformers')}; batch 1, greedy, {res['config']['new_tokens']} new tokens. {e.get('note', '')}\n",
-             "| model | variant | decode tok/s | vs float32 | weights MiB (+ CPU-kernel copy) | RSS MiB (growth from load + decode) | first token differing from float32 |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| model | variant | decode tok/s | vs float32 | weights MiB (+ CPU-kernel copy) | weights vs float32 | RSS MiB (growth from load + decode) | first token differing from float32 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in res['results']:
-        if 'error' in r: lines.append(f"| {r['model']} | {r['variant']} | error | | | | |"); continue
+        if 'error' in r: lines.append(f"| {r['model']} | {r['variant']} | error | | | | | |"); continue
+        wr = r.get('weights_vs_float32')
         sp = r.get('speedup_vs_float32')
         fd = r.get('first_divergence_vs_float32', '-')
         lines.append(f"| {r['model']} | {r['what']} | {r['decode_tok_s']:.2f} | {'-' if sp is None else f'{sp:.2f}x'} | "
-                     f"{r['weights_mib']:.1f} (+{r['cpu_kernel_cache_mib']:.1f}) | {r['rss_mib']:.0f} ({r['rss_mib'] - r['rss_before_load_mib']:+.0f}) | "
+                     f"{r['weights_mib']:.1f} (+{r['cpu_kernel_cache_mib']:.1f}) | {'-' if wr is None else f'{wr:.2f}x'} | {r['rss_mib']:.0f} ({r['rss_mib'] - r['rss_before_load_mib']:+.0f}) | "
                      f"{'none in ' + str(r['tokens']) if fd is None else fd} |")
     return '\n'.join(lines)
 

@@ -11,7 +11,7 @@ from .core import TenPakError
 from .formats import CPU_GROUPS, cpu_group
 
 # %% auto #0
-__all__ = ['COMPUTE', 'int4pack_scale_zeros', 'int4pack_cpu', 'int4pack_linear']
+__all__ = ['COMPUTE', 'int4pack_scale_zeros', 'int4pack_cpu', 'int4pack_linear', 'int4pack_codes']
 
 # %% ../nbs/13b_cpu_kernel.ipynb #eb323ea0
 COMPUTE = torch.bfloat16      # the dtype the kernel runs in (its float32 and fp16 paths are slow on CPUs)
@@ -40,3 +40,15 @@ def int4pack_linear(x: torch.Tensor, packed: torch.Tensor, scale_zeros: torch.Te
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, G, scale_zeros).to(x.dtype)
     if bias is not None: y = y + bias.to(x.dtype)
     return y.reshape(*x.shape[:-1], y.shape[-1])
+
+def int4pack_codes(packed: torch.Tensor, N: int, K: int, G: int, chunk: int = 512) -> torch.Tensor:
+    "The `(N, K)` uint8 codes held by a weight repacked with `_convert_weight_to_int4pack_for_cpu`, read back exactly through the kernel (unit rows, w = q)."
+    sz = torch.tensor([1., 8.], dtype=torch.bfloat16).expand(K // G, N, 2).contiguous()     # w = (q - 8)·1 + 8 = q
+    out = torch.empty(N, K, dtype=torch.uint8)
+    with torch.no_grad():
+        for k0 in range(0, K, chunk):
+            k1 = min(K, k0 + chunk)
+            eye = torch.zeros(k1 - k0, K, dtype=torch.bfloat16)
+            eye[torch.arange(k1 - k0), torch.arange(k0, k1)] = 1
+            out[:, k0:k1] = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed, G, sz).T.round().to(torch.uint8)
+    return out

@@ -372,6 +372,7 @@ class KernelFit(NamedTuple):
     reason: str = ''      # why not Triton ('' when it is)
     cpu: str = ''         # the fast CPU kernel on CPU tensors: 'int4pack' (`cpu_kernel`, torch's `_weight_int4pack_mm_for_cpu`), '' none
     cpu_reason: str = ''  # why no fast CPU kernel ('' when there is one): the layer is dequantized, then multiplied
+    table: bool = False   # a dense table layer (`codebook='table'`): the table GEMV (`table_kernel.table_linear`) runs it on a GPU
 
 def triton_refusal(keep: int, group_size: int) -> str:
     "Why the Triton kernels cannot run an INT4 layout keeping `keep` codes per 4 inputs with scale groups of `group_size` inputs ('' when they can)."
@@ -404,8 +405,10 @@ def kernel_eligible(lp: LayerPlan, N: int, K: int) -> KernelFit:
     why_cpu = cpu_refusal(lp, N, K)
     cpu = '' if why_cpu else 'int4pack'
     if lp.codebook == 'table':
-        return KernelFit(None, False, "table codes: the INT4 kernels take a uniform grid; dense table layers run the table GEMV "
-                                      "(`table_kernel.table_linear`, up to 16 rows), others are dequantized, then multiplied", cpu, why_cpu)
+        why = ("table codes: the INT4 kernels take a uniform grid; the table GEMV (`table_kernel`) runs dense table layers for "
+               "up to 16 rows on a GPU, else dequantized, then multiplied") if not lp.sparsity else \
+              f"table codes with {lp.sparsity[0]}:{lp.sparsity[1]} sparsity: dequantized, then multiplied"
+        return KernelFit(None, False, why, cpu, why_cpu, table=not lp.sparsity)
     if lp.bits != 4: return KernelFit(None, False, f"INT{lp.bits} codes are dequantized, then multiplied (the kernels take INT4)", cpu, why_cpu)
     keep, g = nm_keep(lp.sparsity), K // group_count(K, lp.group_size)
     if g % 8 and g != K:

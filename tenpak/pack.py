@@ -12,12 +12,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .rotate import online_hadamard
-from .formats import check_tensors, pack_layer, stored_codes, dequantize_layer, unpack_col16, kernel_eligible, stored_tensors, stored_group_params
+from .formats import check_tensors, pack_layer, pack_int4, stored_codes, dequantize_layer, unpack_col16, kernel_eligible, stored_tensors, stored_group_params
 from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
 from .outliers import CSR
 from .quant import group_count
 from .compress import Compressed
-from . import kernel as K, cpu_kernel as CK, table_kernel as TK
+from . import kernel as K, cpu_kernel as CK
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS', 'META', 'DIGEST', 'CONFIG', 'HF_METHOD', 'pack_linear', 'PackedLinear', 'to_packed',
@@ -48,8 +48,9 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features, self.plan = in_features, out_features, plan
         self.bits, self.nm = plan.bits, plan.sparsity
         self.group_size = in_features // group_count(in_features, plan.group_size)   # a group >= K is per-channel
-        self.fit = kernel_eligible(plan, out_features, in_features)    # INT4 layouts run `kernel.int4_linear`, others dequantize
+        self.fit = kernel_eligible(plan, out_features, in_features)    # which backends can run it (`kernel.pick_backend` chooses per call)
         self._cpu = None                                               # torch's CPU INT4 layout, built on the first CPU call (`_cpu_pack`)
+        self._qw_freed = False                                         # `qweight` dropped: the CPU kernel's copy holds the codes
         for k, v in tensors.items():
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
@@ -72,6 +73,8 @@ class PackedLinear(nn.Module):
 
     cpu_kernel = 'bf16'     # where `fit.cpu` names torch's CPU INT4 kernel: 'bf16' runs it for bf16 activations only (float32 / fp16 keep the
                             # exact reference path), 'always' also for float32 / fp16 ones (cast to bf16 and back), 'off' never
+    keep_codes = False      # False: once the CPU kernel holds the codes, free `qweight`; it is rebuilt from the kernel's copy, exactly,
+                            # when read (`state_dict` / saving: temporarily; other backends, `codes()`: kept again). True: keep both copies
 
     def extra_repr(self):
         cpu = f", CPU: {self.fit.cpu} (bf16)" if self.fit.cpu else f", CPU: dequantize+matmul ({self.fit.cpu_reason})"
@@ -102,28 +105,42 @@ class PackedLinear(nn.Module):
 
     def _cpu_pack(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         "(packed codes, scale_zeros, kernel group) of torch's CPU INT4 kernel (`cpu_kernel.int4pack_cpu`), built once per set of buffers."
-        key = (self.qweight.data_ptr(), self.scales.data_ptr(), self.zeros.data_ptr(), self.scales.dtype)
-        if self._cpu is None or self._cpu[0] != key:
+        qw = self._buffers.get('qweight')                              # None once freed: the codes are those of the kernel's copy
+        key = (self.scales.data_ptr(), self.zeros.data_ptr(), self.scales.dtype)
+        if self._cpu is None or self._cpu[0] != key or (qw is not None and qw.data_ptr() != self._cpu_qw):
             with torch.no_grad(): self._cpu = (key, CK.int4pack_cpu(self.codes()[0], self.scales, self.zeros, self.group_size))
+            self._cpu_qw = self.qweight.data_ptr()
+            if not self.keep_codes and self.qweight.device.type == 'cpu':   # one resident copy of the codes: the kernel's
+                self._buffers['qweight'], self._qw_freed = None, True
         return self._cpu[1]
+
+    def _qweight_from_cpu(self) -> torch.Tensor:
+        "The stored `qweight`, rebuilt exactly from the CPU kernel's copy of the codes (`cpu_kernel.int4pack_codes`)."
+        packed, _, G = self._cpu[1]
+        return pack_int4(CK.int4pack_codes(packed, self.out_features, self.in_features, G)).to(self.scales.device)
+
+    def __getattr__(self, name):
+        if name == 'qweight' and self.__dict__.get('_qw_freed'):      # read after it was freed: rebuild it and keep it again
+            qw = self._buffers['qweight'] = self._qweight_from_cpu()
+            self._qw_freed, self._cpu_qw = False, qw.data_ptr()
+            return qw
+        return super().__getattr__(name)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        if not self._qw_freed: return super()._save_to_state_dict(destination, prefix, keep_vars)
+        self._buffers['qweight'] = self._qweight_from_cpu()            # saved, not kept: the kernel's copy stays the only one
+        try: super()._save_to_state_dict(destination, prefix, keep_vars)
+        finally: self._buffers['qweight'] = None
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        if self._qw_freed: self.qweight                                # a buffer to load into
+        self._cpu = None                                               # values may change in place: rebuild the kernel's copy
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x):
         if self.plan.hadamard is not None: x = online_hadamard(x, self.plan.hadamard)   # the stored weight is W M (`rotate.add_online`)
         b = None if self.bias is None else self.bias.to(x.dtype)      # the compute dtype is the input's (transformers may leave a buffer fp16)
-        if self.fit.cpu and x.device.type == 'cpu' and (self.cpu_kernel == 'always' or self.cpu_kernel == 'bf16' and x.dtype == torch.bfloat16):
-            # torch's CPU INT4 kernel, run in bf16 (`cpu_kernel`)
-            y = CK.int4pack_linear(x, *self._cpu_pack(), bias=b)
-        elif self.plan.codebook == 'table' and not self.nm:     # fitted tables: the table GEMV on a GPU (decode batches), else dequantize + matmul
-            y = TK.table_linear(x, {k: getattr(self, k) for k in ('qweight', 'qbits') if getattr(self, k) is not None}, self.table,
-                                self.bits, self.in_features, bias=b)
-        elif self.fit.keep is None: return F.linear(x, self.dequantize(x.dtype), b)
-        else: y = K.int4_linear(x, self.qweight, self.scales.to(x.dtype), self.zeros.to(x.dtype), self.group_size, self.in_features,
-                                nm=self.nm[0] if self.nm else None, meta=self.meta, bias=b, check=False)
-        if self.crow is not None:
-            x2 = x.reshape(-1, self.in_features)
-            o = self._outliers()
-            y = y + K.csr_matmul(x2, o.crow, o.col, o.val.to(x.dtype), self.out_features).reshape(y.shape).to(y.dtype)
-        return y
+        return K.packed_linear(self, x, b)                             # the backend `kernel.pick_backend` names
 
 # %% ../nbs/14_pack.ipynb #96b6b7d1
 def to_packed(model, plan: Plan, parts: dict[str, Compressed], device=None, dtype=None):
