@@ -329,7 +329,9 @@ LOWBIT_ROWS = (  # (size: configuration, recipe), in the order of results/lowbit
     ('2.50 budget: … 8-bit scales, packed zeros', 'dq8-gptq-budget-2.5'),
     ('2.50 budget: … tuned', 'tune-dq8-gptq-budget-2.5'),
     ('2.50 budget: … rotated + online Hadamard, 8-bit scales, tuned', 'tune-dq8-rot-online-gptq-budget-2.5'),
-    ('2.29 (14x) budget: 8-bit scales, tuned', 'tune-dq8-gptq-budget-2.29'))
+    ('2.29 (14x) budget: 8-bit scales, tuned', 'tune-dq8-gptq-budget-2.29'),
+    ('3.19: GPTQ INT3 against one fitted table of 8 fp16 values per row (non-uniform codes alone)', 'gptq-table-int3-row', 'results/table_ablation.jsonl'),
+    ('2.62: GPTQ INT2 against a fitted table of 4 values per group (of 96 on 576-wide inputs; codes alone)', 'gptq-table-int2-g128', 'results/table_ablation.jsonl'))
 
 
 def lowbit_table(records) -> str:
