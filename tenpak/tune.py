@@ -120,6 +120,54 @@ def _ones(module: nn.Module, skip: set) -> dict[str, nn.Parameter]:
     "The 1-D floating-point parameters of `module` (norm weights, biases) not named in `skip`."
     return {n: p for n, p in module.named_parameters() if p.ndim == 1 and p.is_floating_point() and n not in skip}
 
+def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, device, loss, batches: list, draw, steps: int, lr: float) -> dict:
+    """The loop both passes share: `theta` for `parts`' scales or tables (`_Tunable`) and additive deltas for `module`'s 1-D
+    parameters, Adam on `loss(over, batch)` for `steps` batches from `draw(gen)`; then the values back on their stored grids,
+    kept (parts, weights and 1-D parameters updated in place) only if the mean of `loss` over `batches` (pairs of a batch and
+    its weight: every calibration window once) fell."""
+    tuned = {r: c for r, c in parts.items() if c.q is not None}
+    lins = {r: module.get_submodule(r) for r in tuned}
+    dt = {r: lin.weight.dtype for r, lin in lins.items()}
+    tv = _Tunable(tuned, device)
+    ones = _ones(module, {f'{r}.weight' for r in tuned}) if cfg.norms else {}
+    delta = {n: torch.zeros_like(p, dtype=torch.float32, requires_grad=True) for n, p in ones.items()}
+
+    def params():
+        out = {f'{r}.weight': tv.weight(r).to(dt[r]) for r in tuned}
+        for n, p in ones.items(): out[n] = (p.detach().float() + delta[n]).to(p.dtype)
+        return out
+
+    @torch.no_grad()
+    def full(over) -> float:
+        return sum(loss(over, b).item() * w for b, w in batches) / sum(w for _, w in batches)
+
+    flags = {n: p.requires_grad for n, p in module.named_parameters()}
+    for p in module.parameters(): p.requires_grad_(False)         # gradients for theta and the 1-D deltas only
+    try:
+        before, curve = full({}), []
+        gen = torch.Generator().manual_seed(cfg.seed)
+        if steps and (tv.theta or delta):
+            opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
+            with torch.enable_grad():
+                for _ in range(steps):
+                    l = loss(params(), draw(gen))
+                    opt.zero_grad(); l.backward(); opt.step()
+                    curve.append(l.item())
+        with torch.no_grad():                    # back onto the stored grids, then judged on every window
+            new = tv.stored()
+            final = {f'{r}.weight': _stored_weight(c, **new[r]).to(device, dt[r]) for r, c in tuned.items()}
+            final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})   # as a checkpoint stores them: fp16
+            after = full(final)
+            kept = after < before
+            if kept:
+                tv.commit(new)
+                for r in tuned: lins[r].weight.data.copy_(final[f'{r}.weight'])
+                for n, p in ones.items(): p.data.copy_(final[n])
+    finally:
+        for n, p in module.named_parameters(): p.requires_grad_(flags[n])
+    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=steps,
+                params=sum(t.numel() for t in tv.theta.values()) + sum(t.numel() for t in delta.values()), curve=curve)
+
 def tune_block(block: nn.Module,
                inp: BlockInputs,                  # the block's calibration inputs (from the compressed blocks before it)
                target: list[torch.Tensor],        # the float block's outputs on those inputs, one per batch of `inp.hs`
@@ -131,56 +179,21 @@ def tune_block(block: nn.Module,
     t0 = time.perf_counter()
     device = torch.device(device) if device else next(block.parameters()).device
     args, kwargs = to_device(inp.args, device), to_device(inp.kwargs, device)
-    tuned = {r: c for r, c in parts.items() if c.q is not None}
-    lins = {r: block.get_submodule(r) for r in tuned}
-    dt = {r: lin.weight.dtype for r, lin in lins.items()}
-    tv = _Tunable(tuned, device)
-    ones = _ones(block, {f'{r}.weight' for r in tuned}) if cfg.norms else {}
-    delta = {n: torch.zeros_like(p, dtype=torch.float32, requires_grad=True) for n, p in ones.items()}
+    rows = [(b, i) for b, h in enumerate(inp.hs) for i in range(h.shape[0])]
+    if any(h.shape[1:] != inp.hs[0].shape[1:] for h in inp.hs): raise TenPakError("tune: calibration windows of different lengths")
 
-    def params():
-        out = {f'{r}.weight': tv.weight(r).to(dt[r]) for r in tuned}
-        for n, p in ones.items(): out[n] = (p.detach().float() + delta[n]).to(p.dtype)
-        return out
-
-    def loss(over, hs, ys):
+    def loss(over, batch):
+        hs, ys = batch
         y = _out(functional_call(block, over, (hs.to(device), *args), kwargs))
         return (y.float() - ys.to(device).float()).pow(2).mean()
 
-    @torch.no_grad()
-    def full(over) -> float:
-        n = sum(h.shape[0] for h in inp.hs)
-        return sum(loss(over, h, y).item() * h.shape[0] for h, y in zip(inp.hs, target)) / n
+    def draw(gen):
+        pick = torch.randperm(len(rows), generator=gen)[:cfg.batch].tolist()
+        return (torch.cat([inp.hs[rows[k][0]][rows[k][1]][None] for k in pick]),
+                torch.cat([target[rows[k][0]][rows[k][1]][None] for k in pick]))
 
-    before = full({})
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rows = [(b, i) for b, h in enumerate(inp.hs) for i in range(h.shape[0])]
-    curve = []
-    if cfg.steps and (tv.theta or delta):
-        opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': cfg.lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
-        with torch.enable_grad():
-            for _ in range(cfg.steps):
-                pick = torch.randperm(len(rows), generator=gen)[:cfg.batch].tolist()
-                hs = torch.cat([inp.hs[rows[k][0]][rows[k][1]][None] for k in pick])
-                ys = torch.cat([target[rows[k][0]][rows[k][1]][None] for k in pick])
-                if hs.shape[1:] != inp.hs[0].shape[1:]: raise TenPakError("tune: calibration windows of different lengths")
-                l = loss(params(), hs, ys)
-                opt.zero_grad(); l.backward(); opt.step()
-                curve.append(l.item())
-    # back onto the stored grids, then judged on every window
-    with torch.no_grad():
-        new = tv.stored()
-        final = {f'{r}.weight': _stored_weight(c, **new[r]).to(device, dt[r]) for r, c in tuned.items()}
-        final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})   # as a checkpoint stores them: fp16
-        after = full(final)
-        kept = after < before
-        if kept:
-            tv.commit(new)
-            for r in tuned: lins[r].weight.data.copy_(final[f'{r}.weight'])
-            for n, p in ones.items(): p.data.copy_(final[n])
-    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=cfg.steps,
-                params=sum(t.numel() for t in tv.theta.values()) + sum(t.numel() for t in delta.values()),
-                seconds=time.perf_counter() - t0, curve=curve)
+    rep = _tune(block, parts, cfg, device, loss, [((h, y), h.shape[0]) for h, y in zip(inp.hs, target)], draw, cfg.steps, cfg.lr)
+    return rep | dict(seconds=time.perf_counter() - t0)
 
 # %% ../nbs/12c_tune.ipynb #82dc7542
 @torch.no_grad()
@@ -212,54 +225,14 @@ def tune_end_to_end(model,
     cfg = BlockTune.from_dict(cfg)
     t0 = time.perf_counter()
     device = torch.device(device) if device else next(model.parameters()).device
-    tuned = {n: c for n, c in parts.items() if c.q is not None}
-    lins = {n: model.get_submodule(n) for n in tuned}
-    dt = {n: lin.weight.dtype for n, lin in lins.items()}
-    tv = _Tunable(tuned, device)
-    ones = _ones(model, {f'{n}.weight' for n in tuned}) if cfg.norms else {}
-    delta = {n: torch.zeros_like(p, dtype=torch.float32, requires_grad=True) for n, p in ones.items()}
     lp_all, ids_all = teacher
     if tuple(lp_all.shape[:2]) != (windows.shape[0], windows.shape[1] - 1): raise TenPakError("tune_end_to_end: the teacher was taken on other windows")
-
-    def params():
-        out = {f'{n}.weight': tv.weight(n).to(dt[n]) for n in tuned}
-        for n, p in ones.items(): out[n] = (p.detach().float() + delta[n]).to(p.dtype)
-        return out
 
     def loss(over, idx):
         logits = functional_call(model, over, (windows[idx].to(device),)).logits
         return coarse_kl(logits, lp_all[idx].to(device), ids_all[idx].to(device)).mean()
 
-    @torch.no_grad()
-    def full(over) -> float:
-        n = len(windows)
-        return sum(loss(over, torch.arange(b, min(b + cfg.e2e_batch, n))).item() * (min(b + cfg.e2e_batch, n) - b)
-                   for b in range(0, n, cfg.e2e_batch)) / n
-
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    for p in model.parameters(): p.requires_grad_(False)        # gradients only for theta and the 1-D deltas
-    try:
-        before = full({})
-        gen = torch.Generator().manual_seed(cfg.seed)
-        curve = []
-        if cfg.e2e_steps and (tv.theta or delta):
-            opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': cfg.e2e_lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
-            with torch.enable_grad():
-                for _ in range(cfg.e2e_steps):
-                    l = loss(params(), torch.randperm(len(windows), generator=gen)[:cfg.e2e_batch])
-                    opt.zero_grad(); l.backward(); opt.step()
-                    curve.append(l.item())
-        with torch.no_grad():
-            new = tv.stored()
-            final = {f'{n}.weight': _stored_weight(c, **new[n]).to(device, dt[n]) for n, c in tuned.items()}
-            final.update({n: (p.detach().float() + delta[n]).half().to(p.dtype) for n, p in ones.items()})
-            after = full(final)
-            kept = after < before
-            if kept:
-                tv.commit(new)
-                for n in tuned: lins[n].weight.data.copy_(final[f'{n}.weight'])
-                for n, p in ones.items(): p.data.copy_(final[n])
-    finally:
-        for n, p in model.named_parameters(): p.requires_grad_(flags[n])
-    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=cfg.e2e_steps,
-                tokens=cfg.e2e_steps * cfg.e2e_batch * (windows.shape[1] - 1), seconds=time.perf_counter() - t0, curve=curve)
+    n, bs = len(windows), cfg.e2e_batch
+    batches = [(torch.arange(b, min(b + bs, n)), min(b + bs, n) - b) for b in range(0, n, bs)]
+    rep = _tune(model, parts, cfg, device, loss, batches, lambda gen: torch.randperm(n, generator=gen)[:bs], cfg.e2e_steps, cfg.e2e_lr)
+    return rep | dict(tokens=cfg.e2e_steps * bs * (windows.shape[1] - 1), seconds=time.perf_counter() - t0)
