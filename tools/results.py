@@ -344,7 +344,7 @@ def lowbit_table(records) -> str:
 
 def lowbit_tune_tiny(records) -> str:
     lines = ['| recipe | PPL Δ | KL mean | top-1 |', '|---|---:|---:|---:|']
-    for name in ('gptq-int2-g64', 'tune-gptq-int2-g64', 'gptq-int2-g64+tune{"steps":60}', 'gptq-int2-g64+tune{"target":"float"}'):
+    for name in ('gptq-int2-g64', 'tune-gptq-int2-g64', 'gptq-int2-g64+tune{"steps":60}', 'gptq-int2-g64+tune{"target":"float"}', 'gptq-int2-g64+tune{"e2e_steps":30}'):
         r = abl(records, 'ref-tiny', name)
         lines.append(f"| `{name}` | {r['delta']:+.2f}% | {r['kl']:.4f} | {100 * r['top1']:.1f}% |")
     return '\n'.join(lines)
