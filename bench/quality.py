@@ -847,6 +847,8 @@ def attach(args, log_path: Path, out_dir: Path):
     ss = [r for r in other if rlog.kind(r) == 'session' and r.get('bench') == 'bench/quality.py' and r.get('model') == args.model]
     if not ss: raise SystemExit(f"--attach {args.attach}: no bench/quality.py session of {args.model} there")
     q = ss[-1]
+    if any(r.get('session') == q['session'] or (r.get('attached_from') or {}).get('session') == q['session'] for r in rlog.load(log_path)):
+        raise SystemExit(f"--attach {args.attach}: its newest session {q['session']} is already in {log_path} (as a session or a part)")
     key = lambda r: dict(seqlen=r['seqlen'], windows=r['baseline']['windows'], tokens=r['baseline']['tokens'],
                          calib_windows=r['calib_windows'], quick=r['quick'], corpus=r.get('corpus'))
     if key(q) != key(s) or abs(q['baseline']['ppl'] / s['baseline']['ppl'] - 1) > 1e-6:
