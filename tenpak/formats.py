@@ -14,12 +14,12 @@ from .quant import QTensor, group_count, dequantize, DQ_GROUPS, dq_encode, dq_de
 from .outliers import CSR, n_outliers
 
 # %% auto #0
-__all__ = ['NM_WORD', 'CPU_GROUPS', 'kept_inputs', 'check_storable', 'stored_tensors', 'tensor_bits', 'storage_schemes',
-           'pack_int4', 'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta', 'unpack_nm_meta',
-           'pack_nm', 'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed', 'pack_codes',
-           'unpack_codes', 'pack_group_params', 'stored_group_params', 'pack_layer', 'stored_codes', 'unpack_layer',
-           'dequantize_layer', 'KernelFit', 'triton_refusal', 'cpu_group', 'cpu_refusal', 'kernel_eligible',
-           'kernel_notes']
+__all__ = ['NM_WORD', 'CPU_GROUPS', 'kept_inputs', 'check_storable', 'stored_tensors', 'derived_params', 'tensor_bits',
+           'storage_schemes', 'pack_int4', 'unpack_int4', 'pack_bits', 'unpack_bits', 'nm_keep', 'pack_nm_meta',
+           'unpack_nm_meta', 'pack_nm', 'unpack_nm', 'pack_col16', 'unpack_col16', 'check_tensors', 'Compressed',
+           'pack_codes', 'unpack_codes', 'pack_group_params', 'stored_group_params', 'pack_layer', 'stored_codes',
+           'unpack_layer', 'dequantize_layer', 'KernelFit', 'triton_refusal', 'cpu_group', 'cpu_refusal',
+           'kernel_eligible', 'kernel_notes']
 
 # %% ../nbs/03b_formats.ipynb #de83ce82
 _BITS = {torch.int32: 32, torch.int16: 16, torch.uint8: 8, torch.float16: 16}
@@ -59,6 +59,11 @@ def stored_tensors(lp: LayerPlan, N: int, K: int,
     if n_out: out.update(crow=(torch.int32, (N + 1,)), col=(torch.int16, (n_out,)), val=(torch.float16, (n_out,)))
     if has_bias: out['bias'] = (torch.float16, (N,))
     return out
+
+def derived_params(lp: LayerPlan, N: int, K: int) -> set[str]:
+    "The fp16 `(G, N)` group `scales` / `zeros` the uniform-grid kernels read that `stored_tensors` does not hold as such (symmetric zeros, 8-bit scales, bit-packed zeros): a loaded layer rebuilds them (`stored_group_params`) and never saves them. None for kept layers and tables (their kernels read the stored tensors)."
+    if lp.keep or lp.codebook != 'uniform': return set()
+    return {'scales', 'zeros'} - set(stored_tensors(lp, N, K))
 
 def tensor_bits(spec: dict) -> dict[str, int]:
     "Bits of each tensor of a `stored_tensors` spec."

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .rotate import online_hadamard
-from .formats import check_tensors, pack_layer, pack_int4, stored_codes, dequantize_layer, unpack_col16, kernel_eligible, stored_tensors, stored_group_params
+from .formats import check_tensors, pack_layer, pack_int4, stored_codes, dequantize_layer, unpack_col16, kernel_eligible, stored_group_params, derived_params
 from .core import TenPakError, ARCHS, LayerPlan, Plan, find_linears, rebuild_meta_buffers, atomic_dir, is_int, is_number
 from .outliers import CSR
 from .quant import group_count
@@ -54,8 +54,7 @@ class PackedLinear(nn.Module):
         for k, v in tensors.items():
             v = v.to(dtype) if v.is_floating_point() else v
             self.register_buffer(k, v)
-        # what the kernels read but the checkpoint may not store: symmetric zeros, scales stored in 8 bits, bit-packed zeros
-        self._derived = set() if plan.keep or plan.codebook == 'table' else {'scales', 'zeros'} - set(stored_tensors(plan, out_features, in_features))
+        self._derived = derived_params(plan, out_features, in_features)
         self._derive(dtype)
         for k in _STORED + ('bias',):
             if not hasattr(self, k): setattr(self, k, None)

@@ -182,8 +182,8 @@ def quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, sym: bool = 
              mask: torch.Tensor | None = None, importance: torch.Tensor | None = None, grid: int = 20,
              zero: str = 'int', metadata: str = 'fp16', codebook: str = 'uniform') -> QTensor:
     "Group-quantize `w` (N, K) along its input dimension: `group_params` (same arguments), then `quantize_codes`; `metadata='dq8'` puts the scales on an 8-bit grid (`dq_params`); `codebook='table'`: a fitted table per group instead (`fit_table`, weighted by `importance`)."
-    if codebook == 'table':
-        _check(w, bits, zero)
+    if codebook == 'table':         # `fit_table` checks the weight and width
+        if zero != 'int': raise TenPakError(f"a table has no zero point: zero must be 'int' (the default), got {zero!r}")
         t = fit_table(w, bits, group_size, importance, mask)
         return QTensor(table_codes(w.detach(), t).to(torch.uint8), None, None, bits, w.shape[1] // t.shape[1], False, None, t)
     if codebook != 'uniform': raise TenPakError(f"codebook must be 'uniform' or 'table', got {codebook!r}")
@@ -242,10 +242,18 @@ def fit_table(w: torch.Tensor,                  # (N, K) weight
     if mg is not None: imp = imp * mg
     lo, hi = _ranges(wg, False, mg)
     t = lo + (hi - lo) * torch.linspace(0, 1, 2 ** bits, device=w.device)          # the min-max uniform grid
+    # In 1-D each value holds a run of the sorted weights, so a Lloyd step needs no pass over the weights: sort each group
+    # once, keep prefix sums of imp and imp·w (float64: the step differences them), and per step find the 2**bits - 1 run
+    # ends (a weight on a boundary goes to the lower value, as in `table_codes`) and difference the prefix sums there.
+    ws, order = wg.sort(-1)
+    prefix = lambda v: torch.nn.functional.pad(v.gather(-1, order).double().cumsum(-1), (1, 0))
+    c_imp, c_iw = prefix(imp), prefix(imp * wg)
+    first, last = torch.zeros(N, G, 1, dtype=torch.long, device=w.device), torch.full((N, G, 1), g, device=w.device)
     for _ in range(iters):
-        q = table_codes(w, t).long().reshape(N, G, g)
-        den = torch.zeros_like(t).scatter_add_(2, q, imp)
-        new = torch.where(den > 0, torch.zeros_like(t).scatter_add_(2, q, imp * wg) / den.clamp_min(1e-30), t)
+        e = torch.cat([first, torch.searchsorted(ws, ((t[..., 1:] + t[..., :-1]) / 2).contiguous(), right=True), last], -1)
+        den = c_imp.gather(-1, e[..., 1:]) - c_imp.gather(-1, e[..., :-1])        # per value: Σ imp and Σ imp·w of its run
+        num = c_iw.gather(-1, e[..., 1:]) - c_iw.gather(-1, e[..., :-1])
+        new = torch.where(den > 0, (num / den.clamp_min(1e-300)).float(), t)
         new = new.sort(-1).values                    # 1-D Lloyd keeps the order; an empty value kept in place may not
         if torch.equal(new, t): break
         t = new
