@@ -45,6 +45,18 @@ def hinv_cholesky(H: torch.Tensor,   # (K, K) symmetric PSD: E[x xᵀ]
     if info: raise TenPakError(f"gptq: the damped Hessian is not positive definite (damp {damp}); raise damp")
     return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
 
+_FACTOR: dict = {}      # the last Hessian's column order and factor: a budget search compresses one Linear a dozen times against it
+def _factor(H: torch.Tensor, dt, device, act_order: bool, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "(column order, `hinv_cholesky` of the reordered H), reused while `H` is the same tensor, unchanged in place."
+    key = (id(H), H._version, dt, str(device), act_order, damp)
+    hit = _FACTOR.get(key)
+    if hit is not None and hit[0] is H: return hit[1], hit[2]
+    Hd = H.detach().to(device, dt)
+    perm = torch.argsort(torch.diagonal(Hd), descending=True) if act_order else torch.arange(len(Hd), device=device)
+    U = hinv_cholesky(Hd[perm][:, perm], damp)
+    _FACTOR.clear(); _FACTOR[key] = (H, perm, U)       # one entry: holding H keeps its id from being reused
+    return perm, U
+
 # %% ../nbs/04c_gptq.ipynb #61f25ccd
 def gptq(W: torch.Tensor,                    # (N, K) weight
          H: torch.Tensor,                    # (K, K) mean x xᵀ of the Linear's input
@@ -62,11 +74,10 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
     nm = lp.sparsity
     if nm and opts.act_order: raise TenPakError("gptq: act_order cannot be combined with N:M sparsity")
     dt = torch.float64 if W.dtype == torch.float64 else torch.float32
+    perm, U = _factor(H, dt, W.device, opts.act_order, opts.damp)      # before H is converted: the cache knows the caller's H
     W, H = W.detach().to(dt).clone(), H.detach().to(W.device, dt)
     g = K // group_count(K, lp.group_size)
     W[:, torch.diagonal(H) == 0] = 0
-    perm = torch.argsort(torch.diagonal(H), descending=True) if opts.act_order else torch.arange(K, device=W.device)
-    U = hinv_cholesky(H[perm][:, perm], opts.damp)
     d2 = torch.empty(K, dtype=dt, device=W.device); d2[perm] = torch.diagonal(U) ** 2     # [H_F⁻¹]_jj per column
     pre = None if not nm else nm_mask(W ** 2 / d2, *nm)                                     # for the static ranges
     tab = lp.codebook == 'table'                 # a fitted table per group (`quant.fit_table`, weighted by H_jj or `importance`)
@@ -83,48 +94,50 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
         tau = sal.flatten().topk(n_out).values[-1].item()
         trial = sal >= tau
         S, Z = qp(W, ~trial if pre is None else pre & ~trial)
-    W = W[:, perm]
-    Q = torch.zeros(N, K, dtype=dt, device=W.device)
-    keep = torch.ones(N, K, dtype=torch.bool, device=W.device)
-    out, outval, left = torch.zeros_like(keep), torch.zeros_like(W), n_out
+    Wt = W[:, perm].t().contiguous()             # (K, N): the pass reads and updates columns, so they are kept as rows
+    Qt = torch.zeros(K, N, dtype=dt, device=W.device)
+    keep = torch.ones(K, N, dtype=torch.bool, device=W.device)
+    out, outval, left = torch.zeros_like(keep), torch.zeros_like(Wt), n_out
+    St, Zt = S.transpose(0, 1).contiguous(), None if Z is None else Z.t().contiguous()   # a group's parameters: one row
     grp = (perm // g).tolist()
     B = opts.block if not nm else max(nm[1], opts.block // nm[1] * nm[1])   # N:M runs never straddle blocks
     for i1 in range(0, K, B):
         i2 = min(i1 + B, K)
-        W1, U1 = W[:, i1:i2].clone(), U[i1:i2, i1:i2]
-        Err1 = torch.zeros_like(W1)
+        W1, U1 = Wt[i1:i2], U[i1:i2, i1:i2]     # the block's columns, updated in place
+        Err1 = torch.empty_like(W1)
         for i in range(i2 - i1):
             j = i1 + i
             if nm and j % nm[1] == 0:
-                keep[:, j:j + nm[1]] = nm_mask(W1[:, i:i + nm[1]] ** 2 / torch.diagonal(U1)[i:i + nm[1]] ** 2, *nm)
+                keep[j:j + nm[1]] = nm_mask((W1[i:i + nm[1]] ** 2 / torch.diagonal(U1)[i:i + nm[1], None] ** 2).t(), *nm).t()
             if not opts.static_groups and j % g == 0 and not opts.act_order:
                 sj = None if sup is None else sup[:, j // g // DQ_GROUPS, None]               # this group's super-scale
-                Wg = torch.cat([W1[:, i:], W[:, i2:]], 1)[:, :g]
-                if tab: S[:, j // g] = qp(Wg, None, cols=slice(j, j + g))[0][:, 0]
-                else: S[:, j // g], Z[:, j // g] = (t[:, 0] for t in qp(Wg, None, sj))
-            w, d = W1[:, i], U1[i, i]
+                Wg = Wt[j:j + g].t()                                                          # its columns as the pass left them
+                if tab: St[j // g] = qp(Wg, None, cols=slice(j, j + g))[0][:, 0]
+                else: St[j // g], Zt[j // g] = (t[:, 0] for t in qp(Wg, None, sj))
+            w, d = W1[i], U1[i, i]
             if tab:                              # the nearest value of the column's group table
-                t = S[:, grp[j]]
+                t = St[grp[j]]
                 q = table_codes(w, t)
-                wq = torch.where(keep[:, j], t.gather(1, q.long()[:, None])[:, 0], 0)
+                wq = t.gather(1, q.long()[:, None])[:, 0]
             else:
-                s, z = S[:, grp[j]], Z[:, grp[j]]
+                s, z = St[grp[j]], Zt[grp[j]]
                 q = quantize_codes(w, s, z, lp.bits)
-                wq = torch.where(keep[:, j], (q - z) * s, 0)
+                wq = (q - z) * s
+            if nm: wq = torch.where(keep[j], wq, 0)
             if left:
                 o = (w - wq) ** 2 / d ** 2 > tau
                 k = int(o.sum())
                 if k:
                     if k > left: o = torch.zeros_like(o).index_fill_(0, ((w - wq) ** 2).topk(left).indices, True)
                     wq = torch.where(o, w.half().to(dt), wq)
-                    out[:, j], outval[:, j], left = o, w, left - int(o.sum())
-            Q[:, j] = q
-            err = (w - wq) / d
-            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
-            Err1[:, i] = err
-        W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+                    out[j], outval[j], left = o, w, left - int(o.sum())
+            Qt[j] = q
+            torch.div(w - wq, d, out=Err1[i])
+            W1[i + 1:].addr_(U1[i, i + 1:], Err1[i], alpha=-1)
+        Wt[i2:].addmm_(U[i1:i2, i2:].t(), Err1, alpha=-1)
     inv = torch.argsort(perm)
-    Q, keep, out, outval = Q[:, inv], keep[:, inv], out[:, inv], outval[:, inv]
+    Q, keep, out, outval = (x[inv].t().contiguous() for x in (Qt, keep, out, outval))
+    S, Z = St.transpose(0, 1), None if Zt is None else Zt.t()
     qt = (QTensor(Q.to(torch.uint8), None, None, lp.bits, g, False, None, S.float()) if tab else
           QTensor(Q.to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup))
     w_hat = dequantize(qt) if not nm else dequantize(qt) * keep

@@ -246,6 +246,7 @@ def fit_table(w: torch.Tensor,                  # (N, K) weight
     # once, keep prefix sums of imp and imp·w (float64: the step differences them), and per step find the 2**bits - 1 run
     # ends (a weight on a boundary goes to the lower value, as in `table_codes`) and difference the prefix sums there.
     ws, order = wg.sort(-1)
+    ws = ws.contiguous()
     prefix = lambda v: torch.nn.functional.pad(v.gather(-1, order).double().cumsum(-1), (1, 0))
     c_imp, c_iw = prefix(imp), prefix(imp * wg)
     first, last = torch.zeros(N, G, 1, dtype=torch.long, device=w.device), torch.full((N, G, 1), g, device=w.device)
