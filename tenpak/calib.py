@@ -136,22 +136,29 @@ class ActStats:
 def linear_input_stats(block: nn.Module, names: list[str] | None = None,
                        hessian: list[str] | tuple = ()):   # also accumulate x xᵀ for these Linears
     "Within the context, record `ActStats` of the inputs of the Linears `names` (relative; default all) of `block`."
-    stats, hooks = {}, []
+    stats, hooks, memo = {}, [], {}
     mods = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and (names is None or n in names or n in hessian)}
-    for n, m in mods.items(): hooks.append(m.register_forward_pre_hook(lambda mod, args, n=n: _add(stats, n, args[0], n in hessian)))
+    for n, m in mods.items(): hooks.append(m.register_forward_pre_hook(lambda mod, args, n=n: _add(stats, n, args[0], n in hessian, memo)))
     try: yield stats
     finally:
         for h in hooks: h.remove()
 
-def _add(stats: dict, name: str, x: torch.Tensor, xtx: bool = False):
+def _add(stats: dict, name: str, x: torch.Tensor, xtx: bool = False,
+         memo: dict | None = None):   # the last input's sums: Linears fed the same tensor (q/k/v, gate/up) share one x xᵀ
     "Accumulate the rows of `x` (..., K) into `stats[name]` (an `ActStats`, created on first use)."
-    x = x.detach().reshape(-1, x.shape[-1]).float()
+    key = (id(x), x._version)
+    if memo is not None and memo.get('key') == key and memo['x'] is x: inc = memo['inc']
+    else:
+        xf = x.detach().reshape(-1, x.shape[-1]).float()
+        inc = dict(x=xf, abs=xf.abs().sum(0), sq=(xf * xf).sum(0), n=xf.shape[0])
+        if memo is not None: memo.clear(); memo.update(key=key, x=x, inc=inc)
+    if xtx and 'xtx' not in inc: inc['xtx'] = inc['x'].T @ inc['x']
     s = stats.get(name)
     if s is None:
-        K = x.shape[1]
-        s = stats[name] = ActStats(x.new_zeros(K), x.new_zeros(K), xtx=x.new_zeros(K, K) if xtx else None)
-    s.abs_sum += x.abs().sum(0); s.sq_sum += (x * x).sum(0); s.n += x.shape[0]
-    if s.xtx is not None: s.xtx.addmm_(x.T, x)
+        K = x.shape[-1]
+        s = stats[name] = ActStats(inc['abs'].new_zeros(K), inc['abs'].new_zeros(K), xtx=inc['abs'].new_zeros(K, K) if xtx else None)
+    s.abs_sum += inc['abs']; s.sq_sum += inc['sq']; s.n += inc['n']
+    if s.xtx is not None: s.xtx += inc['xtx']
 
 @contextmanager
 def output_stats(block: nn.Module, names: list[str]):
