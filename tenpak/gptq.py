@@ -137,7 +137,7 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
         Wt[i2:].addmm_(U[i1:i2, i2:].t(), Err1, alpha=-1)
     inv = torch.argsort(perm)
     Q, keep, out, outval = (x[inv].t().contiguous() for x in (Qt, keep, out, outval))
-    S, Z = St.transpose(0, 1), None if Zt is None else Zt.t()
+    S, Z = St.transpose(0, 1).contiguous(), None if Zt is None else Zt.t().contiguous()
     qt = (QTensor(Q.to(torch.uint8), None, None, lp.bits, g, False, None, S.float()) if tab else
           QTensor(Q.to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup))
     w_hat = dequantize(qt) if not nm else dequantize(qt) * keep
