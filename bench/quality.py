@@ -783,10 +783,10 @@ def log_records(bench: Bench) -> list[dict]:
     sid = bench.joined['session'] if bench.joined else f"quality/{bench.model_name}/{date}"
     cmd = shlex.join(['python', 'bench/quality.py'] + sys.argv[1:])
     mach = dict(machine(), loadavg_start=bench.load_start, loadavg_end=os.getloadavg())
-    prov = dict(command=cmd, git=bench.git_end, machine=mach)
+    prov = dict(command=cmd, git=bench.git_start, machine=mach)      # the code that ran: imported at the start (a change after it is noted)
     base = {k: v for k, v in bench.base.to_dict().items()}
     sess = dict(kind='session', session=sid, bench='bench/quality.py', model=bench.model_name, command=cmd, argv=sys.argv,
-                date=date, machine=mach, versions=main_versions(), git=bench.git_end, peers=bench.peers_info,
+                date=date, machine=mach, versions=main_versions(), git=bench.git_start, peers=bench.peers_info,
                 quick=bool(a.quick), corpus='embedded', corpus_info=bench.corpus.info, seqlen=bench.seqlen,
                 test_windows_total=bench.all_windows, calib_windows=int(bench.calib.shape[0]), calib_seed=1,
                 linear_params=bench.linear_params, baseline=base, methods=bench.methods_run, skipped=bench.skipped,
