@@ -16,4 +16,5 @@ python bench/quality.py $S --methods hqq,llmc-gptq,llmc-spinquant --extras none
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes rot-online-gptq-int4-g128
 python bench/quality.py $S --methods tenpak --join latest --recipes gptq-table-int3-row,table-dq8-gptq-budget-3.25
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-table-dq8-gptq-budget-2.29
+python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-table-dq8-gptq-budget-3.25,tune-table-dq8-gptq-budget-2.5
 python tools/results.py

@@ -123,7 +123,8 @@ def _rot_online(name: str) -> Recipe:
     d = BUILTINS[f'rot-{name}'].to_dict()
     return Recipe.from_dict({**d, 'name': f'rot-online-{name}', 'strategy': d['strategy'] + ' + online Hadamard on down_proj inputs',
                              'rotate': {**d['rotate'], 'online': ['mlp_down']}})
-BUILTINS.update({f'rot-online-{n}': _rot_online(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-budget-3.25', 'gptq-budget-2.5')})
+BUILTINS.update({f'rot-online-{n}': _rot_online(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-budget-3.25', 'gptq-budget-2.5',
+                                                             'gptq-budget-2.29')})
 
 def _dq8(name: str) -> Recipe:
     "The built-in `name` with 8-bit group scales and integer zeros at the code width (`LayerPlan.metadata='dq8'`) on its defaults and every budget candidate: the metadata bits saved go to codes."
@@ -176,6 +177,18 @@ def _table(name: str) -> Recipe:
                              'strategy': f"{d['strategy']}; + per-row fitted tables (INT2/3/4) as candidates"})
 BUILTINS.update({f'table-{n}': _table(n) for n in ('dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5', 'dq8-gptq-budget-2.29')})
 BUILTINS.update({f'tune-table-{n}': _tuned(f'table-{n}') for n in ('dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5', 'dq8-gptq-budget-2.29')})
+
+def _all(name: str) -> Recipe:
+    "The budget recipe `name` with every storage scheme among its candidates: its own (fp16 scales, integer zeros), the same with fp16 zeros at 3 and 4 bits, with 8-bit scales and packed zeros, and per-row fitted tables at INT2/3/4. The allocator picks per Linear, by the same score."
+    d = BUILTINS[name].to_dict()
+    c = d['candidates']
+    extra = ([{**x, 'zero': 'float'} for x in c if x['bits'] >= 3] + [{**x, 'metadata': 'dq8'} for x in c]
+             + [{**_GPTQ, **_TABLE, 'bits': b, 'group_size': ROW} for b in (2, 3, 4)])
+    return Recipe.from_dict({**d, 'name': f'all-{name}', 'candidates': c + extra,
+                             'strategy': f"{d['strategy']}; every scheme a candidate: fp16 scales with integer or fp16 zeros, 8-bit scales, per-row tables"})
+BUILTINS.update({f'all-{n}': _all(n) for n in ('rot-online-gptq-budget-3.25', 'rot-online-gptq-budget-2.5', 'rot-online-gptq-budget-2.29')})
+BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('rot-online-gptq-int4-g128', 'all-rot-online-gptq-budget-3.25', 'all-rot-online-gptq-budget-2.5',
+                                                 'all-rot-online-gptq-budget-2.29')})
 
 
 # %% ../nbs/16_recipe.ipynb #3dab80f1
