@@ -190,6 +190,14 @@ BUILTINS.update({f'all-{n}': _all(n) for n in ('rot-online-gptq-budget-3.25', 'r
 BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('rot-online-gptq-int4-g128', 'all-rot-online-gptq-budget-3.25', 'all-rot-online-gptq-budget-2.5',
                                                  'all-rot-online-gptq-budget-2.29')})
 
+def _e2e(name: str) -> Recipe:
+    "`tune-{name}` then 64 end-to-end steps (`BlockTune.e2e_steps`: every block's scales or tables and 1-D parameters at once, against the float model's next-token top-32 on the calibration windows, two passes over them)."
+    d = BUILTINS[f'tune-{name}'].to_dict()
+    return Recipe.from_dict({**d, 'name': f'e2e-{name}', 'tune': {**d['tune'], 'e2e_steps': 64},
+                             'strategy': f"{d['strategy']}; then 64 end-to-end steps (KL to the float top-32)"})
+BUILTINS.update({f'e2e-{n}': _e2e(n) for n in ('table-dq8-gptq-budget-3.25', 'table-dq8-gptq-budget-2.5', 'table-dq8-gptq-budget-2.29',
+                                               'all-rot-online-gptq-budget-3.25', 'all-rot-online-gptq-budget-2.5', 'all-rot-online-gptq-budget-2.29')})
+
 
 # %% ../nbs/16_recipe.ipynb #3dab80f1
 def _uses_hessian(rec: Recipe) -> bool:
