@@ -146,12 +146,11 @@ def linear_input_stats(block: nn.Module, names: list[str] | None = None,
 def _add(stats: dict, name: str, x: torch.Tensor, xtx: bool = False,
          memo: dict | None = None):   # the last input's sums: Linears fed the same tensor (q/k/v, gate/up) share one x xᵀ
     "Accumulate the rows of `x` (..., K) into `stats[name]` (an `ActStats`, created on first use)."
-    key = (id(x), x._version)
-    if memo is not None and memo.get('key') == key and memo['x'] is x: inc = memo['inc']
+    if memo is not None and memo.get('x') is x and memo['version'] == x._version: inc = memo['inc']
     else:
         xf = x.detach().reshape(-1, x.shape[-1]).float()
         inc = dict(x=xf, abs=xf.abs().sum(0), sq=(xf * xf).sum(0), n=xf.shape[0])
-        if memo is not None: memo.clear(); memo.update(key=key, x=x, inc=inc)
+        if memo is not None: memo.update(x=x, version=x._version, inc=inc)
     if xtx and 'xtx' not in inc: inc['xtx'] = inc['x'].T @ inc['x']
     s = stats.get(name)
     if s is None:
