@@ -17,7 +17,7 @@ python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipe
 python bench/quality.py $S --methods tenpak --join latest --recipes gptq-table-int3-row,table-dq8-gptq-budget-3.25
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-table-dq8-gptq-budget-2.29
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-table-dq8-gptq-budget-3.25,tune-table-dq8-gptq-budget-2.5
-python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-rot-online-gptq-int4-g128,bench/recipes/tune-all-rot-online-gptq-budget-4.31.yaml
+python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-rot-online-gptq-int4-g128,tune-all-rot-online-gptq-budget-4.31
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-all-rot-online-gptq-budget-3.25,e2e-table-dq8-gptq-budget-3.25
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes tune-all-rot-online-gptq-budget-2.5
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes e2e-all-rot-online-gptq-budget-2.29

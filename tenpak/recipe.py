@@ -99,7 +99,7 @@ def _budget(bpw, gptq=False, **kw):
     return Recipe(name=name, strategy=f'Budget allocation at {bpw:g} bpw (INT2/3/4, g 64-256), {what}', allocation='budget',
                   target_bpw=bpw, candidates=[{**c, **_GPTQ} for c in _DENSE64] if gptq else _DENSE64, **kw)
 _CMP += [_rtn(2, 128), _gptq(4, 128), _gptq(3, 128), _gptq(3, 64), _gptq(2, 64), _gptq(2, 128),
-         _budget(3.25), _budget(2.5), _budget(3.25, True), _budget(2.5, True),
+         _budget(3.25), _budget(2.5), _budget(3.25, True), _budget(2.5, True), _budget(4.31, True),
          Recipe(name='gptq-budget-2.29', strategy='14x attempt: GPTQ budget at 2.29 bpw (INT2/3/4, g 64-256), Hessian-weighted',
                 allocation='budget', target_bpw=32 / 14, candidates=[{**c, **_GPTQ} for c in _DENSE64]),
          Recipe(name='awq-gptq-int3-g128', strategy='AWQ then GPTQ, INT3 g=128', awq=True, defaults=dict(bits=3, group_size=128, **_GPTQ)),
@@ -116,7 +116,7 @@ def _rot(name: str) -> Recipe:
     return Recipe.from_dict({**r.to_dict(), 'name': f'rot-{name}', 'strategy': f'{r.strategy}; rotated (randomized Hadamard, massive channels kept)',
                              'rotate': {'massive': 100.0}})
 BUILTINS.update({f'rot-{n}': _rot(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-int2-g64', 'gptq-budget-3.25',
-                                               'gptq-budget-2.5', 'gptq-budget-2.29')})
+                                               'gptq-budget-2.5', 'gptq-budget-2.29', 'gptq-budget-4.31')})
 
 def _rot_online(name: str) -> Recipe:
     "`rot-{name}` with an online randomized Hadamard on every `down_proj` input too (`Rotation.online`; QuaRot / QuIP#'s online step)."
@@ -124,7 +124,7 @@ def _rot_online(name: str) -> Recipe:
     return Recipe.from_dict({**d, 'name': f'rot-online-{name}', 'strategy': d['strategy'] + ' + online Hadamard on down_proj inputs',
                              'rotate': {**d['rotate'], 'online': ['mlp_down']}})
 BUILTINS.update({f'rot-online-{n}': _rot_online(n) for n in ('gptq-int4-g128', 'gptq-int3-g128', 'gptq-budget-3.25', 'gptq-budget-2.5',
-                                                             'gptq-budget-2.29')})
+                                                             'gptq-budget-2.29', 'gptq-budget-4.31')})
 
 def _dq8(name: str) -> Recipe:
     "The built-in `name` with 8-bit group scales and integer zeros at the code width (`LayerPlan.metadata='dq8'`) on its defaults and every budget candidate: the metadata bits saved go to codes."
@@ -186,9 +186,10 @@ def _all(name: str) -> Recipe:
              + [{**_GPTQ, **_TABLE, 'bits': b, 'group_size': ROW} for b in (2, 3, 4)])
     return Recipe.from_dict({**d, 'name': f'all-{name}', 'candidates': c + extra,
                              'strategy': f"{d['strategy']}; every scheme a candidate: fp16 scales with integer or fp16 zeros, 8-bit scales, per-row tables"})
-BUILTINS.update({f'all-{n}': _all(n) for n in ('rot-online-gptq-budget-3.25', 'rot-online-gptq-budget-2.5', 'rot-online-gptq-budget-2.29')})
-BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('rot-online-gptq-int4-g128', 'all-rot-online-gptq-budget-3.25', 'all-rot-online-gptq-budget-2.5',
-                                                 'all-rot-online-gptq-budget-2.29')})
+BUILTINS.update({f'all-{n}': _all(n) for n in ('rot-online-gptq-budget-4.31', 'rot-online-gptq-budget-3.25', 'rot-online-gptq-budget-2.5',
+                                               'rot-online-gptq-budget-2.29')})
+BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('rot-online-gptq-int4-g128', 'all-rot-online-gptq-budget-4.31', 'all-rot-online-gptq-budget-3.25',
+                                                 'all-rot-online-gptq-budget-2.5', 'all-rot-online-gptq-budget-2.29')})
 
 def _e2e(name: str) -> Recipe:
     "`tune-{name}` then 64 end-to-end steps (`BlockTune.e2e_steps`: every block's scales or tables and 1-D parameters at once, against the float model's next-token top-32 on the calibration windows, two passes over them)."
@@ -196,7 +197,7 @@ def _e2e(name: str) -> Recipe:
     return Recipe.from_dict({**d, 'name': f'e2e-{name}', 'tune': {**d['tune'], 'e2e_steps': 64},
                              'strategy': f"{d['strategy']}; then 64 end-to-end steps (KL to the float top-32)"})
 BUILTINS.update({f'e2e-{n}': _e2e(n) for n in ('table-dq8-gptq-budget-3.25', 'table-dq8-gptq-budget-2.5', 'table-dq8-gptq-budget-2.29',
-                                               'all-rot-online-gptq-budget-3.25', 'all-rot-online-gptq-budget-2.5', 'all-rot-online-gptq-budget-2.29')})
+                                               'all-rot-online-gptq-budget-4.31', 'all-rot-online-gptq-budget-3.25', 'all-rot-online-gptq-budget-2.5', 'all-rot-online-gptq-budget-2.29')})
 
 
 # %% ../nbs/16_recipe.ipynb #3dab80f1
