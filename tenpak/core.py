@@ -138,6 +138,7 @@ class LayerPlan:
         if self.sparsity: s += f" {self.sparsity[0]}:{self.sparsity[1]}"
         if self.awq: s += ' awq'
         if self.metadata != 'fp16': s += f' {self.metadata}'
+        if self.zero == 'float' and not self.sym and self.codebook == 'uniform': s += ' fzero'     # (an fp16 zero point: only where one is stored)
         if self.codebook != 'uniform': s += f' {self.codebook}'
         if self.hadamard is not None: s += ' +online-had'
         return s
