@@ -103,7 +103,7 @@ def compress_model(model, plan: Plan,
         target = None
         if tune is not None and tune.target == 'float':     # the float model's path: its own inputs, kept block to block
             float_path[0] = run_block(block, float_path[0] or inp); target = float_path[0].hs
-        elif tune is not None: target = run_block(block, inp).hs           # the float block on these inputs, before rounding
+        elif tune is not None and awq: target = run_block(block, inp).hs   # the float block on these inputs, before AWQ folds scales
         if awq:                                  # its capture pass also records the input statistics, folded
             given = {k[len(prefix):]: torch.tensor(v) for k, v in plan.awq.items() if k.startswith(prefix)}
             out = awq_block(block, inp, rel, arch, grid=awq_grid, fisher=F, stats=list(rel), hessian=hess, scales=given,
@@ -112,19 +112,24 @@ def compress_model(model, plan: Plan,
             res.awq[str(i)] = out.to_dict()
             st = out.stats
             if F is not None: F = out.scaled_fisher(F)
-        else:
-            with linear_input_stats(block, list(rel), hessian=hess) as st: run_block(block, inp, keep=False)
+        else:                                    # (tuned against the block's own float outputs: this pass gives them too)
+            with linear_input_stats(block, list(rel), hessian=hess) as st:
+                y = run_block(block, inp, offload=offload, keep=tune is not None and target is None)
+            if y is not None: target = y.hs
         parts = {}
         for r, lp in rel.items():
             x = st.pop(r, None)                  # (and free its Hessian)
             if not lp.keep and (x is None or too_few_tokens(x.n, inp.n_tokens)):     # an expert the router sent too few tokens
                 lp = res.plan.layers[prefix + r] = weight_only(lp, 0 if x is None else x.n); x = None
             parts[r] = _compress_linear(block.get_submodule(r), lp, x.layer_stats(None if F is None else F[r]) if x else LayerStats(), keep_parts, res, prefix + r)
+        nxt = None
         if tune is not None and parts:
-            rep = tune_block(block, inp, target, parts, tune)
+            rep = tune_block(block, inp, target, parts, tune, keep_outputs=True)
+            nxt = rep.pop('outputs')             # the tuned block's outputs: the loop passes them on instead of re-running it
             res.tune[str(i)] = {k: v for k, v in rep.items() if k != 'curve'}
             if keep_parts and rep['kept']: res.parts.update({prefix + r: _slim(c) for r, c in parts.items()})
         if teacher is not None: e2e_parts.update({prefix + r: replace(c, w_hat=None) for r, c in parts.items()})
+        return nxt
 
     block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
     if teacher is not None and e2e_parts:

@@ -171,13 +171,13 @@ def output_stats(block: nn.Module, names: list[str]):
 # %% ../nbs/08_calib.ipynb #2bb16f46
 @torch.no_grad()
 def block_loop(model, ids: torch.Tensor,
-               step: Callable[[int, nn.Module, BlockInputs], None],   # compresses block i in place
+               step: Callable[[int, nn.Module, BlockInputs], list | None],   # compresses block i in place; may return its new outputs
                batch_size: int = 8,
                device=None,            # compute device (default: the model's)
                offload='cpu',          # where activations wait between blocks
                progress: bool = True,
                desc: str = 'blocks'):
-    "Capture the first block's inputs, then for each block: `step`, re-run, pass outputs on."
+    "Capture the first block's inputs, then for each block: `step`, re-run, pass outputs on (or, when `step` returns the compressed block's outputs on every batch, on the offload device, those: no re-run)."
     device = torch.device(device) if device else next(model.parameters()).device
     inp = capture_inputs(model, ids, batch_size, device, offload)
     blocks = get_blocks(model)
@@ -185,8 +185,8 @@ def block_loop(model, ids: torch.Tensor,
         block = blocks[i]
         home = next(block.parameters()).device
         block.to(device)
-        step(i, block, inp)
-        inp = run_block(block, inp, device, offload)
+        out = step(i, block, inp)
+        inp = inp.next(out) if out is not None else run_block(block, inp, device, offload)
         block.to(home)
     return inp
 

@@ -173,8 +173,10 @@ def tune_block(block: nn.Module,
                target: list[torch.Tensor],        # the float block's outputs on those inputs, one per batch of `inp.hs`
                parts: dict[str, Compressed],      # relative Linear name -> its compressed part (with q); codes stay
                cfg: BlockTune | dict | bool = True,
-               device=None) -> dict:
-    "Tune `parts`' group scales or tables (and the block's 1-D parameters) so `block` on `inp` approaches `target`; keep the result only if the objective on every window fell. Updates the parts, the Linear weights and the 1-D parameters in place; returns the losses."
+               device=None,
+               keep_outputs: bool = False,        # also return the block's outputs on every batch of `inp` as it ends (`outputs`)
+              ) -> dict:
+    "Tune `parts`' group scales or tables (and the block's 1-D parameters) so `block` on `inp` approaches `target`; keep the result only if the objective on every window fell. Updates the parts, the Linear weights and the 1-D parameters in place; returns the losses (and, with `keep_outputs`, the tuned block's outputs, on `inp`'s device: the next block's inputs, taken from the pass that judged the result; `None` when the result was not kept)."
     cfg = BlockTune.from_dict(cfg)
     t0 = time.perf_counter()
     device = torch.device(device) if device else next(block.parameters()).device
@@ -182,9 +184,12 @@ def tune_block(block: nn.Module,
     rows = [(b, i) for b, h in enumerate(inp.hs) for i in range(h.shape[0])]
     if any(h.shape[1:] != inp.hs[0].shape[1:] for h in inp.hs): raise TenPakError("tune: calibration windows of different lengths")
 
+    seen = []
     def loss(over, batch):
         hs, ys = batch
         y = _out(functional_call(block, over, (hs.to(device), *args), kwargs))
+        if keep_outputs and not torch.is_grad_enabled():    # a pass over every window (before, then after tuning): keep the last
+            seen.append(y.to(hs.device)); del seen[:-len(inp.hs)]
         return (y.float() - ys.to(device).float()).pow(2).mean()
 
     def draw(gen):
@@ -193,6 +198,7 @@ def tune_block(block: nn.Module,
                 torch.cat([target[rows[k][0]][rows[k][1]][None] for k in pick]))
 
     rep = _tune(block, parts, cfg, device, loss, [((h, y), h.shape[0]) for h, y in zip(inp.hs, target)], draw, cfg.steps, cfg.lr)
+    if keep_outputs: rep['outputs'] = seen if rep['kept'] else None       # (the last pass ran the tuned values the block now holds)
     return rep | dict(seconds=time.perf_counter() - t0)
 
 # %% ../nbs/12c_tune.ipynb #82dc7542
