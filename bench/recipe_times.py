@@ -50,7 +50,50 @@ def render(out: Path, md: Path):
             lines.append(f"| `{name}` | {r['linear_bpw']:.3f} | {r['work']:.0f} ({r['work'] / 60:.1f}) | " + ' | '.join(f"{s[k]:.0f}" if k in s else '—' for k in WORK)
                          + f" | {r['threads']} | {r['load'][0]:.1f} → {r['load'][1]:.1f} | {r['commit'][:7]} | {r['date'][:16]} |")
         lines.append('')
+    lines += logged_section(ROOT / 'results/log.jsonl')
     md.write_text('\n'.join(lines))
+
+
+def logged(log: Path, model: str) -> dict:
+    "Built-in name -> (shortest, longest) recipe work (`WORK` stages) of the runs of it on `model` in the results log (a run counts under a built-in when its recipe, name and strategy aside and with today's defaults filled in, is that built-in as defined now), and how many runs there were."
+    from tenpak.recipe import BUILTINS
+    from tenpak.core import Recipe
+    def key(d):
+        try: d = Recipe.from_dict(d).to_dict()            # (fields added since the run: their defaults)
+        except Exception: return None                     # a recipe key since removed: not today's built-in
+        return json.dumps({k: v for k, v in d.items() if k not in ('name', 'strategy')}, sort_keys=True)
+    by_spec = {key(r.to_dict()): n for n, r in BUILTINS.items()}
+    out = {}
+    for l in log.read_text().splitlines() + (ROOT / 'results/recipe_times.jsonl').read_text().splitlines():
+        r = json.loads(l)
+        if r.get('model') != model or not isinstance(r.get('seconds'), dict): continue
+        # by recipe where the record holds it; by name where it predates `recipe_spec` (or is a recipe_times line)
+        n = by_spec.get(key(r['recipe_spec'])) if r.get('recipe_spec') else r.get('recipe') if r.get('recipe') in BUILTINS else None
+        if n is None: continue
+        w = sum(r['seconds'].get(k, 0.0) for k in WORK)
+        lo, hi, c = out.get(n, (w, w, 0))
+        out[n] = (min(lo, w), max(hi, w), c + 1)
+    return out
+
+
+def logged_section(log: Path, model: str = 'smollm2-135m') -> list[str]:
+    "Every built-in on `model`: its longest logged recipe work, or that it was never run there."
+    from tenpak.recipe import BUILTINS
+    got = logged(log, model)
+    L = [f'## Every built-in on {model}, from `results/log.jsonl`', '',
+         'The recipe work (the same stages) of the logged runs of each built-in on this model (quality sessions and recipe',
+         'runs in `results/log.jsonl`, and the lines above), at the threads they had: one or two, often with another job on the other core, which only adds time, so the',
+         'shortest run is the best estimate here and both overstate a quiet machine. A run counts under a built-in when its',
+         'recipe (name and strategy aside) is that built-in as defined now, whatever file or name it was given (by name alone',
+         'for records older than the recipe field, and for the lines above); older code',
+         'was slower (the budget search was 5-10x slower before the fourth session).', '',
+         f'{len(got)} of {len(BUILTINS)} built-ins have a logged run; the shortest run took at most 10 min for '
+         f'{sum(lo <= 600 for lo, _, _ in got.values())} of them, at most 15 min for {sum(lo <= 900 for lo, _, _ in got.values())}.', '',
+         '| built-in | shortest work min | longest | runs |', '|---|---:|---:|---:|']
+    L += [f'| `{n}` | {lo / 60:.1f} | {hi / 60:.1f} | {c} |' for n, (lo, hi, c) in sorted(got.items(), key=lambda kv: -kv[1][0])]
+    miss = [n for n in BUILTINS if n not in got]
+    L += ['', f"Never run on {model} ({len(miss)}): " + ', '.join(f'`{n}`' for n in miss) + '.', '']
+    return L
 
 
 def main():
