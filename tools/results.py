@@ -43,6 +43,19 @@ def _quality():
 def safe(model: str) -> str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', model)
 
 
+def as_builtin(r: dict) -> dict:
+    "A run's point, named by the built-in recipe it ran when it was given as a file (`bench/recipes/X.yaml`) whose recipe, name and strategy aside, is that built-in as defined now (files leave the tree once they become built-ins)."
+    p = r['point']
+    if rlog.kind(r) != 'run' or not str(p.get('name', '')).endswith(('.yaml', '.yml', '.toml')) or not r.get('recipe_spec'): return p
+    from tenpak.recipe import BUILTINS
+    from tenpak.core import Recipe
+    b = BUILTINS.get(r.get('recipe'))
+    strip = lambda d: {k: v for k, v in d.items() if k not in ('name', 'strategy')}
+    try: same = b is not None and strip(Recipe.from_dict(r['recipe_spec']).to_dict()) == strip(b.to_dict())
+    except Exception: same = False
+    return {**p, 'name': b.name, 'ran_as': p['name']} if same else p
+
+
 def quality_reports(records: list[dict]) -> dict[str, dict]:
     "Per model, its newest bench/quality.py session as the report bench/quality.py lays out (session fields + points + derived parts)."
     Q = _quality()
@@ -52,7 +65,7 @@ def quality_reports(records: list[dict]) -> dict[str, dict]:
     out = {}
     for model, s in last.items():
         rep = {k: v for k, v in s.items() if k not in ('kind', 'bench', 'provenance')}
-        rep['points'] = [r['point'] for r in records if r.get('session') == s['session'] and rlog.kind(r) in ('run', 'peer')]
+        rep['points'] = [as_builtin(r) for r in records if r.get('session') == s['session'] and rlog.kind(r) in ('run', 'peer')]
         for r in records:                  # later runs that joined the session (bench/quality.py --join)
             if rlog.kind(r) != 'session-part' or r.get('part_of') != s['session']: continue
             rep.setdefault('parts', []).append({k: r.get(k) for k in ('command', 'date', 'git', 'machine', 'timings', 'methods', 'attached_from')})
