@@ -168,6 +168,12 @@ class Method:
     needs: frozenset = frozenset()        # subset of STATS the method cannot run without
     options: Any = None                   # dataclass of `LayerPlan.opts` (None: the method takes no options)
     doc: str = ''
+    compress_many: Any = None             # (w, lps: list[LayerPlan], stats) -> list of `compress` results, one call (a budget
+                                          # search's candidates at once); None: `compress_all` calls `compress` per plan
+
+    def compress_all(self, w, lps: list, stats=None) -> list:
+        "`compress(w, lp, stats)` for every plan of `lps`, in order: at once where the method can (`compress_many`)."
+        return self.compress_many(w, list(lps), stats) if self.compress_many is not None else [self.compress(w, lp, stats) for lp in lps]
 
     def check(self, lp: 'LayerPlan'):
         "Validate `lp.opts` for this method; returns the options object (or None)."

@@ -16,7 +16,7 @@ from .outliers import n_outliers, to_csr
 from .compress import Compressed, compress_weight
 
 # %% auto #0
-__all__ = ['GPTQ', 'GPTQOptions', 'hinv_cholesky', 'gptq', 'output_error']
+__all__ = ['MANY_ELEMENTS', 'GPTQ', 'GPTQOptions', 'hinv_cholesky', 'gptq', 'gptq_many', 'output_error']
 
 # %% ../nbs/04c_gptq.ipynb #cf01557f
 @dataclass
@@ -147,6 +147,72 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
         w_hat = w_hat + csr.to_dense()
     return Compressed(lp, qt, keep if nm else None, csr, w_hat)
 
+# %% ../nbs/04c_gptq.ipynb #d53a56fd
+MANY_ELEMENTS = 1 << 25     # candidates stacked per pass: at most this many weight elements in all (memory: ~4 tensors of it)
+
+def _stackable(lp: LayerPlan, opts: GPTQOptions) -> bool:
+    return not lp.keep and lp.codebook == 'uniform' and not lp.sparsity and not lp.outlier_frac and opts.static_groups
+
+def gptq_many(W: torch.Tensor,                # (N, K) weight
+              H: torch.Tensor,                # (K, K) mean x xᵀ of the Linear's input
+              lps: list[LayerPlan],           # uniform plans, static groups, no N:M, no outliers
+              opts: GPTQOptions | None = None,
+              importance: torch.Tensor | None = None,   # as `gptq`'s
+             ) -> list[Compressed]:
+    "`gptq(W, H, lp, opts)` for every plan of `lps` in one pass over the columns, the candidates stacked (same codes but for floating-point ties)."
+    opts = opts or GPTQOptions()
+    bad = [lp for lp in lps if not _stackable(lp, opts)]
+    if bad: raise TenPakError(f"gptq_many stacks uniform plans with static groups, no N:M and no outliers; got {bad[0].describe()}")
+    if not lps: return []
+    N, K = W.shape
+    if tuple(H.shape) != (K, K): raise TenPakError(f"gptq: Hessian is {tuple(H.shape)}, weight has {K} inputs")
+    if not torch.isfinite(W).all(): raise TenPakError("weight contains NaN or inf")
+    if not torch.isfinite(H).all(): raise TenPakError("gptq: Hessian contains NaN or inf")
+    dt = torch.float64 if W.dtype == torch.float64 else torch.float32
+    perm, U = _factor(H, dt, W.device, opts.act_order, opts.damp)
+    W, H = W.detach().to(dt).clone(), H.detach().to(W.device, dt)
+    W[:, torch.diagonal(H) == 0] = 0
+    out = []
+    step = max(1, MANY_ELEMENTS // (N * K))
+    for c0 in range(0, len(lps), step):
+        out += _many_pass(W, perm, U, lps[c0:c0 + step], opts.block, importance)
+    return out
+
+def _many_pass(W, perm, U, lps, B, importance) -> list[Compressed]:
+    "One stacked pass: `gptq`'s uniform, static-group loop with a leading candidate dimension."
+    (N, K), C, dt = W.shape, len(lps), W.dtype
+    grids = []                                   # per candidate: group width, super-scales, scales, zeros
+    for lp in lps:
+        g = K // group_count(K, lp.group_size)
+        sup = dq_params(W, lp.bits, g, lp.sym, None, lp.zero, lp.metadata)
+        grids.append((g, sup, *group_params(W, lp.bits, g, lp.sym, lp.clip, None, importance, zero=lp.zero, sup=sup)))
+    G = max(S.shape[1] for _, _, S, _ in grids)  # every candidate's groups as rows (C, G, N), padded to the most groups
+    pad = lambda T: torch.nn.functional.pad(T.t(), (0, 0, 0, G - T.shape[1]))
+    Sg, Zg = (torch.stack([pad(t[k]) for t in grids]) for k in (2, 3))
+    gi = torch.stack([perm // g for g, *_ in grids]).t().contiguous()      # (K, C): the group of each column, in pass order
+    ci = torch.arange(C, device=W.device)
+    qmax = torch.tensor([2 ** lp.bits - 1 for lp in lps], dtype=dt, device=W.device)[:, None]
+    lo = torch.zeros_like(qmax)
+    Wt = W[:, perm].t().contiguous().expand(C, K, N).clone()
+    Qt = torch.zeros(C, K, N, dtype=dt, device=W.device)
+    for i1 in range(0, K, B):
+        i2 = min(i1 + B, K)
+        W1, U1 = Wt[:, i1:i2], U[i1:i2, i1:i2]
+        Err1 = torch.empty(C, i2 - i1, N, dtype=dt, device=W.device)
+        for i in range(i2 - i1):
+            w, s, z = W1[:, i], Sg[ci, gi[i1 + i]], Zg[ci, gi[i1 + i]]
+            q = torch.clamp(torch.round(w.float() / s + z), lo, qmax)         # `quant.quantize_codes`, each its own range
+            Qt[:, i1 + i] = q
+            torch.div(w - (q - z) * s, U1[i, i], out=Err1[:, i])
+            W1[:, i + 1:].addcmul_(U1[i, i + 1:, None], Err1[:, i, None], value=-1)
+        Wt[:, i2:].sub_(U[i1:i2, i2:].t() @ Err1)
+    inv = torch.argsort(perm)
+    res = []
+    for c, (lp, (g, sup, S, Z)) in enumerate(zip(lps, grids)):
+        qt = QTensor(Qt[c][inv].t().contiguous().to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup)
+        res.append(Compressed(lp, qt, None, None, dequantize(qt)))
+    return res
+
 # %% ../nbs/04c_gptq.ipynb #329eec48
 def output_error(W: torch.Tensor, w_hat: torch.Tensor, H: torch.Tensor) -> float:
     "tr(E H Eᵀ) with E = W - ŵ: the output error GPTQ minimises (H = E[x xᵀ])."
@@ -163,5 +229,17 @@ def _gptq(w: torch.Tensor, lp: LayerPlan, stats: LayerStats | None = None) -> Co
         if output_error(w, c0.w_hat, stats.hessian) <= output_error(w, c.w_hat, stats.hessian): c = dataclasses.replace(c0, plan=lp)
     return c
 
-GPTQ = register_method(Method('gptq', _gptq, needs=frozenset({'hessian'}), options=GPTQOptions,
+def _gptq_many(w: torch.Tensor, lps: list[LayerPlan], stats: LayerStats | None = None) -> list[Compressed]:
+    "`_gptq` under every plan of `lps`, in order: the stackable ones together (`gptq_many`, per options and clip), the rest one by one."
+    out, stacks = [None] * len(lps), {}
+    for k, lp in enumerate(lps):
+        o = GPTQOptions(**lp.opts)
+        if stats is not None and stats.hessian is not None and _stackable(lp, o): stacks.setdefault((dataclasses.astuple(o), lp.clip), []).append(k)
+        else: out[k] = _gptq(w, lp, stats)
+    for (o, clip), ks in stacks.items():
+        imp = None if clip != 'mse' else (stats.fisher if stats.fisher is not None else torch.diagonal(stats.hessian))
+        for k, c in zip(ks, gptq_many(w, stats.hessian, [lps[k] for k in ks], GPTQOptions(*o), importance=imp)): out[k] = c
+    return out
+
+GPTQ = register_method(Method('gptq', _gptq, needs=frozenset({'hessian'}), options=GPTQOptions, compress_many=_gptq_many,
                               doc='GPTQ: OBS error compensation column by column (static groups, act-order, SparseGPT N:M, SpQR outliers)'))

@@ -115,24 +115,25 @@ def candidate_table(model,
                     base: Plan | None = None,                        # outlier / awq / clip settings to keep per layer
                     score: Callable | None = None,                   # score(name, W, lp) -> error (default `recon_error(fisher)`)
                     progress: bool = True) -> dict[str, list[Candidate]]:
-    "Every distinct candidate setting of every Linear, with its exact storage bits and its score."
+    "Every distinct candidate setting of every Linear, with its exact storage bits and its score (a score with a `many(name, W, lps)` attribute scores a Linear's candidates in one call)."
     score = score or recon_error(fisher)
     table = {}
     for n, mod in tqdm(find_linears(model).items(), desc='budget', disable=not progress, leave=False):
         W = mod.weight.detach().float()
         # every setting of the base plan but the sizes (which the candidates choose); a candidate may override it
         extra = {k: v for k, v in (base[n].to_dict() if base else {}).items() if k not in ('bits', 'group_size', 'sparsity', 'note')}
-        pts = {}
+        lps = {}
         for c in candidates or DEFAULT_CANDIDATES:
             try: lp = _fit(n, tuple(W.shape), {**extra, **c})
             except TenPakError: continue
-            key = json.dumps({**lp.to_dict(), 'note': ''}, sort_keys=True)      # identical settings are scored once
-            if key in pts: continue
-            err = float(score(n, W, lp))
-            if not math.isfinite(err): raise TenPakError(f"{n}: the score of {lp.describe()} is {err}")
-            pts[key] = Candidate(linear_bits(tuple(W.shape), lp, mod.bias is not None).total, err, lp)
-        if not pts: raise TenPakError(f"{n}: no candidate configuration fits this layer")
-        table[n] = list(pts.values())
+            lps.setdefault(json.dumps({**lp.to_dict(), 'note': ''}, sort_keys=True), lp)      # identical settings are scored once
+        if not lps: raise TenPakError(f"{n}: no candidate configuration fits this layer")
+        many = getattr(score, 'many', None)
+        errs = many(n, W, list(lps.values())) if many else [score(n, W, lp) for lp in lps.values()]
+        table[n] = []
+        for lp, err in zip(lps.values(), errs):
+            if not math.isfinite(err := float(err)): raise TenPakError(f"{n}: the score of {lp.describe()} is {err}")
+            table[n].append(Candidate(linear_bits(tuple(W.shape), lp, mod.bias is not None).total, err, lp))
     return table
 
 # %% ../nbs/11_plan.ipynb #ce36011a

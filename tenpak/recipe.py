@@ -213,17 +213,25 @@ def hessian_score(stats: dict, fisher: dict | None = None):
     diag = {}                       # input width -> mean Hessian diagonal of the Linears with enough tokens
     for st in stats.values():
         if not few(st): diag.setdefault(st.hessian.shape[0], []).append(torch.diagonal(st.hessian).mean().item())
-    def score(name, W, lp):
+    def many(name, W, lps):         # a Linear's candidates: each method compresses its plans at once (`Method.compress_all`)
         st = stats[name]
         F = None if fisher is None else fisher[name]
         if few(st):                 # an expert the router sent too few tokens: compressed weight-only, scored with h·I
             h = diag.get(W.shape[1]) or [x for v in diag.values() for x in v] or [1.0]
             H = torch.eye(W.shape[1], device=W.device) * (sum(h) / len(h))
-            lp, st = weight_only(lp, st.n), dataclasses.replace(st, hessian=H, act_sq=None)
-        E = get_method(lp).compress(W, lp, dataclasses.replace(st, fisher=None if few(stats[name]) else F)).w_hat - W.float()
-        err = torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item()
-        if F is not None: err *= F.float().sum().item() / max(W.shape[0] * torch.diagonal(st.hessian).sum().item(), 1e-30)
-        return err
+            lps, st = [weight_only(lp, st.n) for lp in lps], dataclasses.replace(st, hessian=H, act_sq=None)
+        st = dataclasses.replace(st, fisher=None if few(stats[name]) else F)
+        unit = 1.0 if F is None else F.float().sum().item() / max(W.shape[0] * torch.diagonal(st.hessian).sum().item(), 1e-30)
+        errs, by = [None] * len(lps), {}
+        for k, lp in enumerate(lps): by.setdefault(lp.method, []).append(k)
+        for m, ks in by.items():
+            method = [get_method(lps[k]) for k in ks][0]        # (each plan's options validated)
+            for k, c in zip(ks, method.compress_all(W, [lps[k] for k in ks], st)):
+                E = c.w_hat - W.float()
+                errs[k] = torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item() * unit
+        return errs
+    score = lambda name, W, lp: many(name, W, [lp])[0]
+    score.many = many
     return score
 
 # %% ../nbs/16_recipe.ipynb #c1161432
