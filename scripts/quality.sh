@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python bench/quality.py --model ref-tiny --threads 1 --retarget-at all
+python bench/quality.py --model ref-tiny --threads 1 --methods tenpak --join latest --no-retarget --recipes e2e-all-rot-online-gptq-budget-2.29
 # smollm2-135m in parts joined into one session (same windows, calibration and float PPL, checked by --join): the
 # peers, then TenPak's rows (~2-3 h in all on the 2-core CPU; run in parallel from other checkouts and added with
 # --attach LOG --join latest, as the committed session was)
