@@ -151,18 +151,18 @@ def gptq(W: torch.Tensor,                    # (N, K) weight
 MANY_ELEMENTS = 1 << 25     # candidates stacked per pass: at most this many weight elements in all (memory: ~4 tensors of it)
 
 def _stackable(lp: LayerPlan, opts: GPTQOptions) -> bool:
-    return not lp.keep and lp.codebook == 'uniform' and not lp.sparsity and not lp.outlier_frac and opts.static_groups
+    return not lp.keep and not lp.sparsity and not lp.outlier_frac and opts.static_groups
 
 def gptq_many(W: torch.Tensor,                # (N, K) weight
               H: torch.Tensor,                # (K, K) mean x xᵀ of the Linear's input
-              lps: list[LayerPlan],           # uniform plans, static groups, no N:M, no outliers
+              lps: list[LayerPlan],           # plans with static groups (uniform grids or tables), no N:M, no outliers
               opts: GPTQOptions | None = None,
               importance: torch.Tensor | None = None,   # as `gptq`'s
              ) -> list[Compressed]:
-    "`gptq(W, H, lp, opts)` for every plan of `lps` in one pass over the columns, the candidates stacked (same codes but for floating-point ties)."
+    "`gptq(W, H, lp, opts)` for every plan of `lps`, the candidates stacked: one pass over the columns for the uniform plans, one for the tables (same codes but for floating-point ties)."
     opts = opts or GPTQOptions()
     bad = [lp for lp in lps if not _stackable(lp, opts)]
-    if bad: raise TenPakError(f"gptq_many stacks uniform plans with static groups, no N:M and no outliers; got {bad[0].describe()}")
+    if bad: raise TenPakError(f"gptq_many stacks plans with static groups, no N:M and no outliers; got {bad[0].describe()}")
     if not lps: return []
     N, K = W.shape
     if tuple(H.shape) != (K, K): raise TenPakError(f"gptq: Hessian is {tuple(H.shape)}, weight has {K} inputs")
@@ -172,27 +172,37 @@ def gptq_many(W: torch.Tensor,                # (N, K) weight
     perm, U = _factor(H, dt, W.device, opts.act_order, opts.damp)
     W, H = W.detach().to(dt).clone(), H.detach().to(W.device, dt)
     W[:, torch.diagonal(H) == 0] = 0
-    out = []
-    step = max(1, MANY_ELEMENTS // (N * K))
-    for c0 in range(0, len(lps), step):
-        out += _many_pass(W, perm, U, lps[c0:c0 + step], opts.block, importance)
+    timp = (importance if importance is not None else torch.diagonal(H)).to(dt)      # a table's k-means weights, as `gptq`'s
+    out, step = [None] * len(lps), max(1, MANY_ELEMENTS // (N * K))
+    for tab in (False, True):
+        ks = [k for k, lp in enumerate(lps) if (lp.codebook == 'table') == tab]
+        for c0 in range(0, len(ks), step):
+            part = ks[c0:c0 + step]
+            for k, c in zip(part, _many_pass(W, perm, U, [lps[k] for k in part], opts.block, timp if tab else importance, tab)): out[k] = c
     return out
 
-def _many_pass(W, perm, U, lps, B, importance) -> list[Compressed]:
-    "One stacked pass: `gptq`'s uniform, static-group loop with a leading candidate dimension."
+def _many_pass(W, perm, U, lps, B, importance, tab: bool) -> list[Compressed]:
+    "One stacked pass: `gptq`'s static-group loop with a leading candidate dimension, on uniform grids or on tables (`tab`)."
     (N, K), C, dt = W.shape, len(lps), W.dtype
-    grids = []                                   # per candidate: group width, super-scales, scales, zeros
+    grids = []                                   # per candidate: group width, super-scales, scales (or tables), zeros
     for lp in lps:
         g = K // group_count(K, lp.group_size)
+        if tab: grids.append((g, None, fit_table(W, lp.bits, g, importance), None)); continue
         sup = dq_params(W, lp.bits, g, lp.sym, None, lp.zero, lp.metadata)
         grids.append((g, sup, *group_params(W, lp.bits, g, lp.sym, lp.clip, None, importance, zero=lp.zero, sup=sup)))
-    G = max(S.shape[1] for _, _, S, _ in grids)  # every candidate's groups as rows (C, G, N), padded to the most groups
-    pad = lambda T: torch.nn.functional.pad(T.t(), (0, 0, 0, G - T.shape[1]))
-    Sg, Zg = (torch.stack([pad(t[k]) for t in grids]) for k in (2, 3))
+    G = max(t[2].shape[1] for t in grids)       # every candidate's groups as rows, padded to the most groups
     gi = torch.stack([perm // g for g, *_ in grids]).t().contiguous()      # (K, C): the group of each column, in pass order
     ci = torch.arange(C, device=W.device)
-    qmax = torch.tensor([2 ** lp.bits - 1 for lp in lps], dtype=dt, device=W.device)[:, None]
-    lo = torch.zeros_like(qmax)
+    if tab:                                      # tables (C, G, N, 16) and the boundaries between their values (C, G, N, 15),
+        V = max(t[2].shape[-1] for t in grids)  # padded with +inf: no weight is ever nearest to a padded value
+        pad = lambda T: torch.nn.functional.pad(T.transpose(0, 1), (0, V - T.shape[-1], 0, 0, 0, G - T.shape[1]), value=float('inf'))
+        Tg = torch.stack([pad(t[2]) for t in grids])
+        Mg = ((Tg[..., 1:] + Tg[..., :-1]) / 2).contiguous()              # (`quant.table_codes`'s decision boundaries)
+    else:                                        # scales and zeros (C, G, N)
+        pad = lambda T: torch.nn.functional.pad(T.t(), (0, 0, 0, G - T.shape[1]))
+        Sg, Zg = (torch.stack([pad(t[k]) for t in grids]) for k in (2, 3))
+        qmax = torch.tensor([2 ** lp.bits - 1 for lp in lps], dtype=dt, device=W.device)[:, None]
+        lo = torch.zeros_like(qmax)
     Wt = W[:, perm].t().contiguous().expand(C, K, N).clone()
     Qt = torch.zeros(C, K, N, dtype=dt, device=W.device)
     for i1 in range(0, K, B):
@@ -200,16 +210,24 @@ def _many_pass(W, perm, U, lps, B, importance) -> list[Compressed]:
         W1, U1 = Wt[:, i1:i2], U[i1:i2, i1:i2]
         Err1 = torch.empty(C, i2 - i1, N, dtype=dt, device=W.device)
         for i in range(i2 - i1):
-            w, s, z = W1[:, i], Sg[ci, gi[i1 + i]], Zg[ci, gi[i1 + i]]
-            q = torch.clamp(torch.round(w.float() / s + z), lo, qmax)         # `quant.quantize_codes`, each its own range
+            w, j = W1[:, i], gi[i1 + i]
+            if tab:                              # the nearest value of each row's table
+                q = torch.searchsorted(Mg[ci, j], w.float()[..., None].contiguous())
+                wq = Tg[ci, j].gather(2, q)[..., 0]
+                q = q[..., 0].to(dt)
+            else:
+                s, z = Sg[ci, j], Zg[ci, j]
+                q = torch.clamp(torch.round(w.float() / s + z), lo, qmax)     # `quant.quantize_codes`, each its own range
+                wq = (q - z) * s
             Qt[:, i1 + i] = q
-            torch.div(w - (q - z) * s, U1[i, i], out=Err1[:, i])
+            torch.div(w - wq, U1[i, i], out=Err1[:, i])
             W1[:, i + 1:].addcmul_(U1[i, i + 1:, None], Err1[:, i, None], value=-1)
         Wt[:, i2:].sub_(U[i1:i2, i2:].t() @ Err1)
     inv = torch.argsort(perm)
     res = []
     for c, (lp, (g, sup, S, Z)) in enumerate(zip(lps, grids)):
-        qt = QTensor(Qt[c][inv].t().contiguous().to(torch.uint8), S.float(), Z.float(), lp.bits, g, lp.sym, sup)
+        Q = Qt[c][inv].t().contiguous().to(torch.uint8)
+        qt = QTensor(Q, None, None, lp.bits, g, False, None, S.float()) if tab else QTensor(Q, S.float(), Z.float(), lp.bits, g, lp.sym, sup)
         res.append(Compressed(lp, qt, None, None, dequantize(qt)))
     return res
 
