@@ -24,4 +24,5 @@ python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipe
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes e2e-all-rot-online-gptq-budget-2.29
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes e2e-all-rot-online-gptq-budget-4.31
 python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes e2e-all-rot-online-gptq-budget-3.25
+python bench/quality.py $S --methods tenpak --join latest --no-retarget --recipes e2e-all-rot-online-gptq-budget-2.5
 python tools/results.py
