@@ -56,19 +56,13 @@ def render(out: Path, md: Path):
 
 def logged(log: Path, model: str) -> dict:
     "Built-in name -> (shortest, longest) recipe work (`WORK` stages) of the runs of it on `model` in the results log (a run counts under a built-in when its recipe, name and strategy aside and with today's defaults filled in, is that built-in as defined now), and how many runs there were."
-    from tenpak.recipe import BUILTINS
-    from tenpak.core import Recipe
-    def key(d):
-        try: d = Recipe.from_dict(d).to_dict()            # (fields added since the run: their defaults)
-        except Exception: return None                     # a recipe key since removed: not today's built-in
-        return json.dumps({k: v for k, v in d.items() if k not in ('name', 'strategy')}, sort_keys=True)
-    by_spec = {key(r.to_dict()): n for n, r in BUILTINS.items()}
+    from tenpak.recipe import BUILTINS, builtin_of
     out = {}
     for l in log.read_text().splitlines() + (ROOT / 'results/recipe_times.jsonl').read_text().splitlines():
         r = json.loads(l)
         if r.get('model') != model or not isinstance(r.get('seconds'), dict): continue
         # by recipe where the record holds it; by name where it predates `recipe_spec` (or is a recipe_times line)
-        n = by_spec.get(key(r['recipe_spec'])) if r.get('recipe_spec') else r.get('recipe') if r.get('recipe') in BUILTINS else None
+        n = builtin_of(r['recipe_spec']) if r.get('recipe_spec') else r.get('recipe') if r.get('recipe') in BUILTINS else None
         if n is None: continue
         w = sum(r['seconds'].get(k, 0.0) for k in WORK)
         lo, hi, c = out.get(n, (w, w, 0))

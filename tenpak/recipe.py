@@ -29,8 +29,8 @@ from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
 # %% auto #0
-__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'get_recipe', 'hessian_score', 'check_device', 'check_log',
-           'check_recipe', 'Result', 'run']
+__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'builtin_of', 'get_recipe', 'hessian_score', 'check_device',
+           'check_log', 'check_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
 ATTN, MLP = list(ATTN_ROLES), list(MLP_ROLES)    # rules by role: every family's attention / MLP Linears
@@ -151,6 +151,17 @@ BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('gptq-int3-g128', 'gptq-int2-g
                                                  'dq8-gptq-budget-2.29', 'dq8-rot-gptq-budget-3.25', 'dq8-rot-gptq-budget-2.5',
                                                  'dq8-rot-gptq-budget-2.29', 'dq8-rot-online-gptq-budget-3.25', 'dq8-rot-online-gptq-budget-2.5')})
 DEFAULT_RECIPE = 'rtn-int4-g128'
+
+def _what(d: dict) -> str:
+    "A recipe's content (today's defaults filled in), its name and strategy aside: two recipes that do the same compare equal."
+    return json.dumps({k: v for k, v in Recipe.from_dict(d).to_dict().items() if k not in ('name', 'strategy')}, sort_keys=True)
+
+def builtin_of(spec: dict) -> str | None:
+    "The built-in a recipe (a `Recipe.to_dict()`, e.g. a log record's `recipe_spec`) is, name and strategy aside; None if none is (or it no longer loads)."
+    if getattr(builtin_of, 'n', None) != len(BUILTINS):          # (built once; again when a built-in is added)
+        builtin_of.index, builtin_of.n = {_what(r.to_dict()): n for n, r in BUILTINS.items()}, len(BUILTINS)
+    try: return builtin_of.index.get(_what(spec))
+    except TenPakError: return None
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
     "A built-in recipe by name, or a recipe loaded from a YAML / TOML file."

@@ -47,13 +47,9 @@ def as_builtin(r: dict) -> dict:
     "A run's point, named by the built-in recipe it ran when it was given as a file (`bench/recipes/X.yaml`) whose recipe, name and strategy aside, is that built-in as defined now (files leave the tree once they become built-ins)."
     p = r['point']
     if rlog.kind(r) != 'run' or not str(p.get('name', '')).endswith(('.yaml', '.yml', '.toml')) or not r.get('recipe_spec'): return p
-    from tenpak.recipe import BUILTINS
-    from tenpak.core import Recipe
-    b = BUILTINS.get(r.get('recipe'))
-    strip = lambda d: {k: v for k, v in d.items() if k not in ('name', 'strategy')}
-    try: same = b is not None and strip(Recipe.from_dict(r['recipe_spec']).to_dict()) == strip(b.to_dict())
-    except Exception: same = False
-    return {**p, 'name': b.name, 'ran_as': p['name']} if same else p
+    from tenpak.recipe import builtin_of
+    b = builtin_of(r['recipe_spec'])
+    return {**p, 'name': b, 'ran_as': p['name']} if b is not None and b == r.get('recipe') else p
 
 
 def quality_reports(records: list[dict]) -> dict[str, dict]:
