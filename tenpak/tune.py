@@ -17,9 +17,11 @@ from .formats import Compressed
 from .calib import BlockInputs, to_device, _out
 
 # %% auto #0
-__all__ = ['BlockTune', 'tune_block', 'teacher_topk', 'coarse_kl', 'tune_end_to_end']
+__all__ = ['STEP_DTYPES', 'BlockTune', 'tune_dtype', 'tune_block', 'teacher_topk', 'coarse_kl', 'tune_end_to_end']
 
 # %% ../nbs/12c_tune.ipynb #b8e6dbd0
+STEP_DTYPES = ('float32', 'bfloat16', 'auto')
+
 @dataclass
 class BlockTune:
     "How blocks are tuned after rounding (`Recipe.tune`; a plan stores it in `meta['tune']`, so a replay tunes alike)."
@@ -36,6 +38,9 @@ class BlockTune:
     e2e_lr: float = 2e-4       # its learning rate of the log-scales / table values
     e2e_batch: int = 1         # calibration windows per end-to-end step
     e2e_topk: int = 32         # the float model's top-k tokens per position kept as the target (+ one bin for the rest)
+    step_dtype: str = 'float32'  # what the Adam steps compute in (autocast): 'float32', 'bfloat16', or 'auto' (bfloat16 where the
+                               # device has it natively: CUDA, or a CPU whose oneDNN does; else float32). The keep-or-revert
+                               # judgment on every window always runs in the model's own dtype.
 
     def __post_init__(self):
         for k in ('steps', 'batch', 'seed', 'e2e_steps', 'e2e_batch', 'e2e_topk'):
@@ -46,6 +51,7 @@ class BlockTune:
             if not is_number(v) or not 0 <= v <= 1: raise TenPakError(f"tune {k} must be a number in [0, 1], got {v!r}")
         if not isinstance(self.norms, bool): raise TenPakError(f"tune norms must be true or false, got {self.norms!r}")
         if self.target not in ('block', 'float'): raise TenPakError(f"tune target must be 'block' or 'float', got {self.target!r}")
+        if self.step_dtype not in STEP_DTYPES: raise TenPakError(f"tune step_dtype must be one of {', '.join(STEP_DTYPES)}, got {self.step_dtype!r}")
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -116,13 +122,23 @@ class _Tunable:
             for k, v in new[r].items(): setattr(c.q, k, v)
             if c.w_hat is not None: c.w_hat = _stored_weight(c)
 
+def tune_dtype(name: str, device) -> torch.dtype:
+    "The dtype tuning steps compute in on `device` for `BlockTune.step_dtype` `name` ('auto': bfloat16 where the device has it natively)."
+    device = torch.device(device)
+    if name == 'auto':
+        native = (torch.cuda.is_bf16_supported() if device.type == 'cuda' else
+                  device.type == 'cpu' and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        name = 'bfloat16' if native else 'float32'
+    return getattr(torch, name)
+
 def _ones(module: nn.Module, skip: set) -> dict[str, nn.Parameter]:
     "The 1-D floating-point parameters of `module` (norm weights, biases) not named in `skip`."
     return {n: p for n, p in module.named_parameters() if p.ndim == 1 and p.is_floating_point() and n not in skip}
 
 def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, device, loss, batches: list, draw, steps: int, lr: float) -> dict:
     """The loop both passes share: `theta` for `parts`' scales or tables (`_Tunable`) and additive deltas for `module`'s 1-D
-    parameters, Adam on `loss(over, batch)` for `steps` batches from `draw(gen)`; then the values back on their stored grids,
+    parameters, Adam on `loss(over, batch)` for `steps` batches from `draw(gen)` (computed in `cfg.step_dtype`, see
+    `tune_dtype`); then the values back on their stored grids,
     kept (parts, weights and 1-D parameters updated in place) only if the mean of `loss` over `batches` (pairs of a batch and
     its weight: every calibration window once) fell."""
     tuned = {r: c for r, c in parts.items() if c.q is not None}
@@ -148,9 +164,11 @@ def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, devic
         gen = torch.Generator().manual_seed(cfg.seed)
         if steps and (tv.theta or delta):
             opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
+            sd = tune_dtype(cfg.step_dtype, device)
             with torch.enable_grad():
                 for _ in range(steps):
-                    l = loss(params(), draw(gen))
+                    with torch.autocast(device.type, dtype=sd, enabled=sd != torch.float32):
+                        l = loss(params(), draw(gen))
                     opt.zero_grad(); l.backward(); opt.step()
                     curve.append(l.item())
         with torch.no_grad():                    # back onto the stored grids, then judged on every window
