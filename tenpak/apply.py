@@ -67,6 +67,7 @@ def compress_model(model, plan: Plan,
                    keep_parts: bool = False,                        # keep codes / masks / outliers for packing
                    progress: bool = True,
                    tune: BlockTune | dict | bool | None = None,     # tune each block after rounding (`tenpak.tune`; default: plan.meta['tune'])
+                   teacher: tuple | None = None,                    # the float model's `teacher_topk` on `calib` when the caller has it
                   ) -> Applied:
     "Compress `model` in place as `plan` says."
     t0 = time.perf_counter()
@@ -92,8 +93,9 @@ def compress_model(model, plan: Plan,
     if calib is None: raise TenPakError("this plan needs calibration data (AWQ, GPTQ, activation outliers, Wanda, MSE clipping or block tuning)")
 
     float_path = [None]                       # tune.target == 'float': the float model's activations entering the next block
-    teacher, e2e_parts = None, {}
-    if tune is not None and tune.e2e_steps:    # the end-to-end pass's target: the float model's next-token top-k, before any rounding
+    e2e_parts = {}
+    if tune is None or not tune.e2e_steps: teacher = None
+    elif teacher is None:                      # the end-to-end pass's target: the float model's next-token top-k, before any rounding
         teacher = teacher_topk(model, calib, tune.e2e_topk, batch_size, device)
     def step(i, block, inp):
         prefix = f"{arch.blocks}.{i}."
@@ -131,9 +133,9 @@ def compress_model(model, plan: Plan,
         if teacher is not None: e2e_parts.update({prefix + r: replace(c, w_hat=None) for r, c in parts.items()})
         return nxt
 
-    block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
-    if teacher is not None and e2e_parts:
-        rep = tune_end_to_end(model, calib, teacher, e2e_parts, tune, device)
+    last = block_loop(model, calib, step, batch_size=batch_size, device=device, offload=offload, progress=progress, desc='compress')
+    if teacher is not None and e2e_parts:         # (the last block's outputs give its starting KL: one pass over the model fewer)
+        rep = tune_end_to_end(model, calib, teacher, e2e_parts, tune, device, hidden=last.hs)
         res.tune['e2e'] = {k: v for k, v in rep.items() if k != 'curve'}
         if keep_parts and rep['kept']: res.parts.update({n: _slim(c) for n, c in e2e_parts.items()})
     res.seconds = time.perf_counter() - t0

@@ -193,15 +193,18 @@ def block_loop(model, ids: torch.Tensor,
 # %% ../nbs/08_calib.ipynb #600e371b
 def collect_stats(model, ids: torch.Tensor,       # (n, T) calibration windows
                   hessian: bool = True,            # also accumulate each Linear's x xᵀ
-                  batch_size: int = 8, device=None, progress: bool = True) -> dict:
-    "Full name -> `LayerStats` of every Linear inside the decoder blocks, measured on the float model's own activations."
+                  batch_size: int = 8, device=None, progress: bool = True,
+                  outputs: bool = False,           # also return the last block's outputs (the float model's final hidden states)
+                 ) -> dict | tuple[dict, list[torch.Tensor]]:
+    "Full name -> `LayerStats` of every Linear inside the decoder blocks, measured on the float model's own activations (each block runs once: the pass that measures it hands its outputs on); with `outputs`, also the last block's outputs, one tensor per batch."
     arch, out = get_arch(model), {}
     def step(i, block, inp):
         names = [n for n, m in block.named_modules() if isinstance(m, nn.Linear)]
-        with linear_input_stats(block, names, hessian=names if hessian else ()) as st: run_block(block, inp, keep=False)
+        with linear_input_stats(block, names, hessian=names if hessian else ()) as st: y = run_block(block, inp)
         out.update({f"{arch.blocks}.{i}.{n}": st[n].layer_stats() if n in st else LayerStats() for n in names})   # an expert no token reached: none
-    block_loop(model, ids, step, batch_size=batch_size, device=device, progress=progress, desc='stats')
-    return out
+        return y.hs
+    last = block_loop(model, ids, step, batch_size=batch_size, device=device, progress=progress, desc='stats')
+    return (out, last.hs) if outputs else out
 
 # %% ../nbs/08_calib.ipynb #aa4cf565
 MIN_EXPERT_TOKENS = 16       # fewer calibration tokens than this (routed to an expert): weight-only statistics

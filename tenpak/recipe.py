@@ -24,6 +24,7 @@ from .plan import build_plan, group_ladder, DEFAULT_CANDIDATES, _fit
 from .accounting import linear_bits
 from .formats import kernel_notes
 from .apply import compress_model
+from .tune import BlockTune, teacher_topk
 from .rotate import rotatable, rotate_model, Rotation
 from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
@@ -400,11 +401,15 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
             fisher = (fisher_diag_streaming(mdl, win, device=device, progress=progress) if stream else
                       fisher_diag(mdl, win, checkpointing=big, accum_dtype=torch.bfloat16 if big else torch.float32,
                                   progress=progress)).diag
-    score = None
+    score, teacher = None, None
     if given is None and rec.allocation == 'budget' and _uses_hessian(rec):
         with st('hessian'):
-            hs = collect_stats(mdl, calib, batch_size=batch_size,
-                               device=device, progress=progress)
+            tc = BlockTune.from_dict(rec.tune) if rec.tune else None
+            e2e = bool(tc and tc.e2e_steps and not stream)
+            hs = collect_stats(mdl, calib, batch_size=batch_size, device=device, progress=progress, outputs=e2e)
+            if e2e:        # the float model's final hidden states on the same windows: the end-to-end target, no extra pass
+                hs, last = hs
+                teacher = teacher_topk(mdl, calib, tc.e2e_topk, batch_size, device, hidden=last)
             score = hessian_score(hs, fisher)
     with st('plan'): plan = given or build_plan(mdl, rec, fisher, progress=progress, **({'score': score} if score else {}))
     if rot:
@@ -414,7 +419,7 @@ def run(recipe: str | Recipe = DEFAULT_RECIPE,
             plan.layers[n] = dataclasses.replace(plan[n], hadamard=sd)
     with st('compress'):
         applied = compress_model(mdl, plan, calib=calib, fisher=fisher, awq_grid=rec.awq_grid, awq_tokens=rec.awq_tokens, batch_size=batch_size,
-                                 device=device, keep_parts=pack, progress=progress, tune=None if given is not None else rec.tune)
+                                 device=device, keep_parts=pack, progress=progress, tune=None if given is not None else rec.tune, teacher=teacher)
     plan = applied.plan                                  # with the AWQ scales the search found: replayable
     with st('compressed_ppl'): comp = ppl(reference=base.reference) if kl and base.reference is not None else ppl()
     bits = model_bits(mdl, plan, applied.outlier_counts)

@@ -15,9 +15,10 @@ from .core import TenPakError, check_keys, is_int, is_number
 from .quant import dequantize, dq_snap, _fp16_up, FP16_MAX
 from .formats import Compressed
 from .calib import BlockInputs, to_device, _out
+from .stream import _head
 
 # %% auto #0
-__all__ = ['STEP_DTYPES', 'BlockTune', 'tune_dtype', 'tune_block', 'teacher_topk', 'coarse_kl', 'tune_end_to_end']
+__all__ = ['STEP_DTYPES', 'BlockTune', 'tune_dtype', 'tune_block', 'head_logits', 'teacher_topk', 'coarse_kl', 'tune_end_to_end']
 
 # %% ../nbs/12c_tune.ipynb #b8e6dbd0
 STEP_DTYPES = ('float32', 'bfloat16', 'auto')
@@ -135,12 +136,13 @@ def _ones(module: nn.Module, skip: set) -> dict[str, nn.Parameter]:
     "The 1-D floating-point parameters of `module` (norm weights, biases) not named in `skip`."
     return {n: p for n, p in module.named_parameters() if p.ndim == 1 and p.is_floating_point() and n not in skip}
 
-def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, device, loss, batches: list, draw, steps: int, lr: float) -> dict:
+def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, device, loss, batches: list, draw, steps: int, lr: float,
+          before: float | None = None) -> dict:
     """The loop both passes share: `theta` for `parts`' scales or tables (`_Tunable`) and additive deltas for `module`'s 1-D
     parameters, Adam on `loss(over, batch)` for `steps` batches from `draw(gen)` (computed in `cfg.step_dtype`, see
     `tune_dtype`); then the values back on their stored grids,
     kept (parts, weights and 1-D parameters updated in place) only if the mean of `loss` over `batches` (pairs of a batch and
-    its weight: every calibration window once) fell."""
+    its weight: every calibration window once) fell. `before`: that mean at the start, when the caller already has it."""
     tuned = {r: c for r, c in parts.items() if c.q is not None}
     lins = {r: module.get_submodule(r) for r in tuned}
     dt = {r: lin.weight.dtype for r, lin in lins.items()}
@@ -160,7 +162,7 @@ def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, devic
     flags = {n: p.requires_grad for n, p in module.named_parameters()}
     for p in module.parameters(): p.requires_grad_(False)         # gradients for theta and the 1-D deltas only
     try:
-        before, curve = full({}), []
+        before, curve = full({}) if before is None else before, []
         gen = torch.Generator().manual_seed(cfg.seed)
         if steps and (tv.theta or delta):
             opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
@@ -221,12 +223,27 @@ def tune_block(block: nn.Module,
 
 # %% ../nbs/12c_tune.ipynb #82dc7542
 @torch.no_grad()
-def teacher_topk(model, windows: torch.Tensor, k: int = 32, batch_size: int = 4, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def head_logits(model, windows: torch.Tensor, hidden: list[torch.Tensor] | None, device=None, rtol: float = 1e-4):
+    "A function `idx -> logits` of `windows[idx]` from the last block's outputs `hidden` on `windows` (in order, one tensor per batch, as `block_loop` returns them): the final norm, head and any logit cap (`stream._head`), no pass over the blocks. None when `hidden` does not fit `windows`, or when on the first window its logits differ from the model's own by more than `rtol` (relative norm: a family whose head path is not norm then head)."
+    device = device or next(model.parameters()).device
+    h = torch.cat(list(hidden)) if hidden else None
+    if h is None or tuple(h.shape[:2]) != tuple(windows.shape): return None
+    norm, head = _head(model)
+    f = lambda idx: head(norm(h[idx].to(device)))
+    own, ours = model(windows[:1].to(device)).logits.float(), f(torch.arange(1)).float()
+    return f if ((ours - own).norm() / own.norm().clamp_min(1e-30)).item() <= rtol else None
+
+@torch.no_grad()
+def teacher_topk(model, windows: torch.Tensor, k: int = 32, batch_size: int = 4, device=None,
+                 hidden: list[torch.Tensor] | None = None,   # the model's last block outputs on `windows` (`head_logits`): no model pass
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     "The model's next-token top-`k` log-probabilities and token ids, each `(n, T - 1, k)` on the CPU, on `windows` `(n, T)`: the target of `tune_end_to_end`."
     device = device or next(model.parameters()).device
+    f = None if hidden is None else head_logits(model, windows, hidden, device)
     lp, ids = [], []
     for b in range(0, len(windows), batch_size):
-        logp = model(windows[b: b + batch_size].to(device)).logits[:, :-1].float().log_softmax(-1)
+        idx = torch.arange(b, min(b + batch_size, len(windows)))
+        logp = (f(idx) if f else model(windows[idx].to(device)).logits)[:, :-1].float().log_softmax(-1)
         v, i = logp.topk(min(k, logp.shape[-1]), -1)
         lp.append(v.cpu()); ids.append(i.cpu())
     return torch.cat(lp), torch.cat(ids)
@@ -244,8 +261,10 @@ def tune_end_to_end(model,
                     teacher: tuple[torch.Tensor, torch.Tensor],  # the float model's `teacher_topk` on them, taken before rounding
                     parts: dict[str, Compressed],                # Linear name -> its compressed part; codes stay
                     cfg: BlockTune | dict | bool = True,
-                    device=None) -> dict:
-    "Tune every part's scales or tables (and the model's 1-D parameters) together so the model's next-token distribution on `windows` approaches the float model's (`coarse_kl`); keep the result only if the KL over all windows fell. Updates parts, weights and 1-D parameters in place; returns the losses."
+                    device=None,
+                    hidden: list[torch.Tensor] | None = None,    # the last block's outputs on `windows`, in order (what `block_loop` returns)
+                   ) -> dict:
+    "Tune every part's scales or tables (and the model's 1-D parameters) together so the model's next-token distribution on `windows` approaches the float model's (`coarse_kl`); keep the result only if the KL over all windows fell. Updates parts, weights and 1-D parameters in place; returns the losses. With `hidden`, the starting KL comes from the final norm and head on those outputs instead of a pass over the model (`head_logits`, checked against the model's own logits on the first window; `start` in the result says which)."
     cfg = BlockTune.from_dict(cfg)
     t0 = time.perf_counter()
     device = torch.device(device) if device else next(model.parameters()).device
@@ -258,5 +277,10 @@ def tune_end_to_end(model,
 
     n, bs = len(windows), cfg.e2e_batch
     batches = [(torch.arange(b, min(b + bs, n)), min(b + bs, n) - b) for b in range(0, n, bs)]
-    rep = _tune(model, parts, cfg, device, loss, batches, lambda gen: torch.randperm(n, generator=gen)[:bs], cfg.e2e_steps, cfg.e2e_lr)
-    return rep | dict(tokens=cfg.e2e_steps * bs * (windows.shape[1] - 1), seconds=time.perf_counter() - t0)
+    f = None if hidden is None else head_logits(model, windows, hidden, device)
+    before = None if f is None else (sum(coarse_kl(f(idx), lp_all[idx].to(device), ids_all[idx].to(device)).mean().item() * w for idx, w in batches)
+                                     / sum(w for _, w in batches))
+    rep = _tune(model, parts, cfg, device, loss, batches, lambda gen: torch.randperm(n, generator=gen)[:bs], cfg.e2e_steps, cfg.e2e_lr, before)
+    return rep | dict(tokens=cfg.e2e_steps * bs * (windows.shape[1] - 1), seconds=time.perf_counter() - t0,
+                      start='block outputs' if before is not None else 'model pass')
+
