@@ -30,8 +30,8 @@ from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
 # %% auto #0
-__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'builtin_of', 'get_recipe', 'hessian_score', 'check_device',
-           'check_log', 'check_recipe', 'Result', 'run']
+__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'builtin_of', 'spec_changes', 'get_recipe', 'hessian_score',
+           'check_device', 'check_log', 'check_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
 ATTN, MLP = list(ATTN_ROLES), list(MLP_ROLES)    # rules by role: every family's attention / MLP Linears
@@ -163,6 +163,18 @@ def builtin_of(spec: dict) -> str | None:
         builtin_of.index, builtin_of.n = {_what(r.to_dict()): n for n, r in BUILTINS.items()}, len(BUILTINS)
     try: return builtin_of.index.get(_what(spec))
     except TenPakError: return None
+
+def spec_changes(spec: dict, name: str) -> list[str]:
+    "How a recipe (a `Recipe.to_dict()`, e.g. a log record's `recipe_spec`, today's defaults filled in) differs from built-in `name` as defined now: 'key value' per differing setting (`tune.key value` inside the tuning settings, 'key differ' for lists), [] when it is that built-in, name and strategy aside (e.g. a run from before a built-in was redefined)."
+    try: a = Recipe.from_dict(spec).to_dict()
+    except TenPakError: return ['no longer loads']
+    b, out = BUILTINS[name].to_dict(), []
+    for k in b:
+        if k in ('name', 'strategy') or a.get(k) == b[k]: continue
+        if isinstance(a.get(k), dict) and isinstance(b[k], dict):
+            out += [f'{k}.{j} {a[k].get(j)}' for j in b[k] if a[k].get(j) != b[k][j]]
+        else: out.append(f'{k} differ' if isinstance(b[k], (list, dict)) or isinstance(a.get(k), (list, dict)) else f'{k} {a.get(k)}')
+    return out
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
     "A built-in recipe by name, or a recipe loaded from a YAML / TOML file."

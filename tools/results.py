@@ -44,12 +44,20 @@ def safe(model: str) -> str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', model)
 
 
 def as_builtin(r: dict) -> dict:
-    "A run's point, named by the built-in recipe it ran when it was given as a file (`bench/recipes/X.yaml`) whose recipe, name and strategy aside, is that built-in as defined now (files leave the tree once they become built-ins)."
+    """A run's point, named by the built-in recipe it ran when it was given as a file (`bench/recipes/X.yaml`) whose recipe, name
+    and strategy aside, is that built-in as defined now (files leave the tree once they become built-ins); a run of a built-in
+    that has been redefined since is named with what it set differently (`recipe.spec_changes`), so it is never taken for
+    today's built-in."""
     p = r['point']
-    if rlog.kind(r) != 'run' or not str(p.get('name', '')).endswith(('.yaml', '.yml', '.toml')) or not r.get('recipe_spec'): return p
-    from tenpak.recipe import builtin_of
-    b = builtin_of(r['recipe_spec'])
-    return {**p, 'name': b, 'ran_as': p['name']} if b is not None and b == r.get('recipe') else p
+    if rlog.kind(r) != 'run' or not r.get('recipe_spec'): return p
+    from tenpak.recipe import BUILTINS, builtin_of, spec_changes
+    name = str(p.get('name', ''))
+    if name.endswith(('.yaml', '.yml', '.toml')):
+        b = builtin_of(r['recipe_spec'])
+        return {**p, 'name': b, 'ran_as': name} if b is not None and b == r.get('recipe') else p
+    if name in BUILTINS and name == r.get('recipe') and (ch := spec_changes(r['recipe_spec'], name)):
+        return {**p, 'name': f"{name} ({', '.join(ch)})", 'ran_as': name}
+    return p
 
 
 def quality_reports(records: list[dict]) -> dict[str, dict]:
