@@ -145,9 +145,9 @@ BUILTINS.update({r.name: r for r in (
            defaults=dict(bits=4, group_size=32, clip='mse', **_GPTQ)))})
 
 def _tuned(name: str) -> Recipe:
-    "The built-in `name`, each block then tuned after rounding (`tenpak.tune.BlockTune` defaults: group scales and norms, codes frozen)."
+    "The built-in `name`, each block then tuned after rounding (`tenpak.tune.BlockTune` defaults: group scales and norms, codes frozen), its Adam steps in bfloat16 where the device computes it natively (`step_dtype='auto'`; the keep-or-revert judgment in float32)."
     d = BUILTINS[name].to_dict()
-    return Recipe.from_dict({**d, 'name': f'tune-{name}', 'strategy': f"{d['strategy']}; blocks tuned after rounding", 'tune': True})
+    return Recipe.from_dict({**d, 'name': f'tune-{name}', 'strategy': f"{d['strategy']}; blocks tuned after rounding", 'tune': {'step_dtype': 'auto'}})
 BUILTINS.update({f'tune-{n}': _tuned(n) for n in ('gptq-int3-g128', 'gptq-int2-g64', 'dq8-gptq-budget-3.25', 'dq8-gptq-budget-2.5',
                                                  'dq8-gptq-budget-2.29', 'dq8-rot-gptq-budget-3.25', 'dq8-rot-gptq-budget-2.5',
                                                  'dq8-rot-gptq-budget-2.29', 'dq8-rot-online-gptq-budget-3.25', 'dq8-rot-online-gptq-budget-2.5')})

@@ -164,9 +164,9 @@ def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, devic
     try:
         before, curve = full({}) if before is None else before, []
         gen = torch.Generator().manual_seed(cfg.seed)
+        sd = tune_dtype(cfg.step_dtype, device)
         if steps and (tv.theta or delta):
             opt = torch.optim.Adam([{'params': list(tv.theta.values()), 'lr': lr}, {'params': list(delta.values()), 'lr': cfg.norm_lr}])
-            sd = tune_dtype(cfg.step_dtype, device)
             with torch.enable_grad():
                 for _ in range(steps):
                     with torch.autocast(device.type, dtype=sd, enabled=sd != torch.float32):
@@ -185,7 +185,7 @@ def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, devic
                 for n, p in ones.items(): p.data.copy_(final[n])
     finally:
         for n, p in module.named_parameters(): p.requires_grad_(flags[n])
-    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=steps,
+    return dict(before=before, after=after if kept else before, tried=after, kept=bool(kept), steps=steps, step_dtype=str(sd).removeprefix('torch.'),
                 params=sum(t.numel() for t in tv.theta.values()) + sum(t.numel() for t in delta.values()), curve=curve)
 
 def tune_block(block: nn.Module,
