@@ -677,8 +677,9 @@ def section(rep: dict, png_name: str) -> str:
               f"calibration and float PPL, checked" + ("; run in parallel and attached with --attach" if q.get('attached_from') else '') + ").", '']
     if rep.get('parts'):                           # what regenerating this table costs: every run's own total, summed
         tot = rep['timings']['total_s'] + sum(q['timings']['total_s'] for q in rep['parts'])
-        L += [f"Regeneration: {tot / 3600:.1f} h of runs in all (the session and its {len(rep['parts'])} parts, each its total above), "
-              f"so at least {tot / 7200:.1f} h on this machine with two runs side by side, as they ran (`scripts/quality.sh`).", '']
+        L += [f"Regeneration: {tot / 3600:.1f} h of runs in all (the session and its {len(rep['parts'])} part{'s' * (len(rep['parts']) > 1)}, "
+              f"each its total above): the wall time to re-run them one after another at the threads "
+              f"above, at least {tot / 7200:.1f} h with two side by side.", '']
     L += [
           f"Float model: PPL {b['ppl']:.4f} on {b['windows']} of {rep['test_windows_total']} held-out windows x "
           f"{rep['seqlen']} tokens ({b['tokens']} predicted tokens); calibration: {rep['calib_windows']} train "
