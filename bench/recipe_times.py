@@ -43,11 +43,9 @@ def spec_of(r: dict) -> dict | None:
 
 
 def label(r: dict) -> str:
-    "A line's recipe name, with what it set differently from the built-in of that name as defined now (`recipe.spec_changes`)."
-    from tenpak.recipe import BUILTINS, spec_changes
-    sp, n = spec_of(r), r['recipe']
-    ch = spec_changes(sp, n) if sp is not None and n in BUILTINS else []
-    return f"{n} ({', '.join(ch)})" if ch else n
+    "A line's recipe name, with what it set differently from the built-in of that name as defined now (`recipe.run_name`)."
+    from tenpak.recipe import run_name
+    return run_name(r['recipe'], spec_of(r))
 
 
 def render(out: Path, md: Path):

@@ -30,8 +30,8 @@ from .stream import Stages, fisher_diag_streaming, perplexity_streaming
 from . import log as rlog
 
 # %% auto #0
-__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'builtin_of', 'spec_changes', 'get_recipe', 'hessian_score',
-           'check_device', 'check_log', 'check_recipe', 'Result', 'run']
+__all__ = ['ATTN', 'MLP', 'BUILTINS', 'DEFAULT_RECIPE', 'ROW', 'builtin_of', 'spec_changes', 'run_name', 'get_recipe',
+           'hessian_score', 'check_device', 'check_log', 'check_recipe', 'Result', 'run']
 
 # %% ../nbs/16_recipe.ipynb #cc813447
 ATTN, MLP = list(ATTN_ROLES), list(MLP_ROLES)    # rules by role: every family's attention / MLP Linears
@@ -175,6 +175,11 @@ def spec_changes(spec: dict, name: str) -> list[str]:
             out += [f'{k}.{j} {a[k].get(j)}' for j in b[k] if a[k].get(j) != b[k][j]]
         else: out.append(f'{k} differ' if isinstance(b[k], (list, dict)) or isinstance(a.get(k), (list, dict)) else f'{k} {a.get(k)}')
     return out
+
+def run_name(name: str, spec: dict | None) -> str:
+    "What results call a run of recipe `name` that ran `spec`: the name, with its `spec_changes` in brackets when `name` is a built-in since redefined."
+    ch = spec_changes(spec, name) if spec is not None and name in BUILTINS else []
+    return f"{name} ({', '.join(ch)})" if ch else name
 
 def get_recipe(name_or_path: str | Path | Recipe) -> Recipe:
     "A built-in recipe by name, or a recipe loaded from a YAML / TOML file."

@@ -137,12 +137,13 @@ def _ones(module: nn.Module, skip: set) -> dict[str, nn.Parameter]:
     return {n: p for n, p in module.named_parameters() if p.ndim == 1 and p.is_floating_point() and n not in skip}
 
 def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, device, loss, batches: list, draw, steps: int, lr: float,
-          before: float | None = None) -> dict:
+          start_loss=None) -> dict:
     """The loop both passes share: `theta` for `parts`' scales or tables (`_Tunable`) and additive deltas for `module`'s 1-D
     parameters, Adam on `loss(over, batch)` for `steps` batches from `draw(gen)` (computed in `cfg.step_dtype`, see
     `tune_dtype`); then the values back on their stored grids,
     kept (parts, weights and 1-D parameters updated in place) only if the mean of `loss` over `batches` (pairs of a batch and
-    its weight: every calibration window once) fell. `before`: that mean at the start, when the caller already has it."""
+    its weight: every calibration window once) fell. `start_loss(over, batch)`: the same loss computed a cheaper way, for the
+    mean at the start (the caller has the starting outputs)."""
     tuned = {r: c for r, c in parts.items() if c.q is not None}
     lins = {r: module.get_submodule(r) for r in tuned}
     dt = {r: lin.weight.dtype for r, lin in lins.items()}
@@ -156,13 +157,13 @@ def _tune(module: nn.Module, parts: dict[str, Compressed], cfg: BlockTune, devic
         return out
 
     @torch.no_grad()
-    def full(over) -> float:
+    def full(over, loss=loss) -> float:
         return sum(loss(over, b).item() * w for b, w in batches) / sum(w for _, w in batches)
 
     flags = {n: p.requires_grad for n, p in module.named_parameters()}
     for p in module.parameters(): p.requires_grad_(False)         # gradients for theta and the 1-D deltas only
     try:
-        before, curve = full({}) if before is None else before, []
+        before, curve = full({}, start_loss or loss), []
         gen = torch.Generator().manual_seed(cfg.seed)
         sd = tune_dtype(cfg.step_dtype, device)
         if steps and (tv.theta or delta):
@@ -271,16 +272,14 @@ def tune_end_to_end(model,
     lp_all, ids_all = teacher
     if tuple(lp_all.shape[:2]) != (windows.shape[0], windows.shape[1] - 1): raise TenPakError("tune_end_to_end: the teacher was taken on other windows")
 
-    def loss(over, idx):
-        logits = functional_call(model, over, (windows[idx].to(device),)).logits
-        return coarse_kl(logits, lp_all[idx].to(device), ids_all[idx].to(device)).mean()
+    kl = lambda logits, idx: coarse_kl(logits, lp_all[idx].to(device), ids_all[idx].to(device)).mean()
+    loss = lambda over, idx: kl(functional_call(model, over, (windows[idx].to(device),)).logits, idx)
 
     n, bs = len(windows), cfg.e2e_batch
     batches = [(torch.arange(b, min(b + bs, n)), min(b + bs, n) - b) for b in range(0, n, bs)]
     f = None if hidden is None else head_logits(model, windows, hidden, device)
-    before = None if f is None else (sum(coarse_kl(f(idx), lp_all[idx].to(device), ids_all[idx].to(device)).mean().item() * w for idx, w in batches)
-                                     / sum(w for _, w in batches))
-    rep = _tune(model, parts, cfg, device, loss, batches, lambda gen: torch.randperm(n, generator=gen)[:bs], cfg.e2e_steps, cfg.e2e_lr, before)
+    start = None if f is None else lambda over, idx: kl(f(idx), idx)       # (the starting weights: `over` is empty)
+    rep = _tune(model, parts, cfg, device, loss, batches, lambda gen: torch.randperm(n, generator=gen)[:bs], cfg.e2e_steps, cfg.e2e_lr, start)
     return rep | dict(tokens=cfg.e2e_steps * bs * (windows.shape[1] - 1), seconds=time.perf_counter() - t0,
-                      start='block outputs' if before is not None else 'model pass')
+                      start='block outputs' if f is not None else 'model pass')
 

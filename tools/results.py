@@ -50,13 +50,12 @@ def as_builtin(r: dict) -> dict:
     today's built-in."""
     p = r['point']
     if rlog.kind(r) != 'run' or not r.get('recipe_spec'): return p
-    from tenpak.recipe import BUILTINS, builtin_of, spec_changes
+    from tenpak.recipe import builtin_of, run_name
     name = str(p.get('name', ''))
     if name.endswith(('.yaml', '.yml', '.toml')):
         b = builtin_of(r['recipe_spec'])
         return {**p, 'name': b, 'ran_as': name} if b is not None and b == r.get('recipe') else p
-    if name in BUILTINS and name == r.get('recipe') and (ch := spec_changes(r['recipe_spec'], name)):
-        return {**p, 'name': f"{name} ({', '.join(ch)})", 'ran_as': name}
+    if name == r.get('recipe') and (shown := run_name(name, r['recipe_spec'])) != name: return {**p, 'name': shown, 'ran_as': name}
     return p
 
 
