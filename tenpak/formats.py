@@ -270,6 +270,7 @@ class Compressed:
     mask: torch.Tensor | None    # bool (N, K) N:M kept positions, None when dense
     outliers: CSR | None
     w_hat: torch.Tensor | None   # reconstruction, float32 (N, K); None once slimmed for packing
+    out_err: float | None = None # tr(E H Eᵀ), E = W - w_hat, on the Hessian it was compressed against, where the method measured it in passing
 
     @property
     def n_outliers(self) -> int: return 0 if self.outliers is None else self.outliers.nnz

@@ -173,16 +173,18 @@ def gptq_many(W: torch.Tensor,                # (N, K) weight
     W, H = W.detach().to(dt).clone(), H.detach().to(W.device, dt)
     W[:, torch.diagonal(H) == 0] = 0
     timp = (importance if importance is not None else torch.diagonal(H)).to(dt)      # a table's k-means weights, as `gptq`'s
+    dead = torch.diagonal(H) == 0
+    lam = opts.damp * torch.where(dead, 1., torch.diagonal(H)).mean().item()        # `hinv_cholesky`'s damping
     out, step = [None] * len(lps), max(1, MANY_ELEMENTS // (N * K))
     for tab in (False, True):
         ks = [k for k, lp in enumerate(lps) if (lp.codebook == 'table') == tab]
         for c0 in range(0, len(ks), step):
             part = ks[c0:c0 + step]
-            for k, c in zip(part, _many_pass(W, perm, U, [lps[k] for k in part], opts.block, timp if tab else importance, tab)): out[k] = c
+            for k, c in zip(part, _many_pass(W, perm, U, [lps[k] for k in part], opts.block, timp if tab else importance, tab, lam, dead)): out[k] = c
     return out
 
-def _many_pass(W, perm, U, lps, B, importance, tab: bool) -> list[Compressed]:
-    "One stacked pass: `gptq`'s static-group loop with a leading candidate dimension, on uniform grids or on tables (`tab`)."
+def _many_pass(W, perm, U, lps, B, importance, tab: bool, lam: float, dead: torch.Tensor) -> list[Compressed]:
+    "One stacked pass: `gptq`'s static-group loop with a leading candidate dimension, on uniform grids or on tables (`tab`); each result's `out_err` from the pass's own column errors."
     (N, K), C, dt = W.shape, len(lps), W.dtype
     grids = []                                   # per candidate: group width, super-scales, scales (or tables), zeros
     for lp in lps:
@@ -205,30 +207,39 @@ def _many_pass(W, perm, U, lps, B, importance, tab: bool) -> list[Compressed]:
         lo = torch.zeros_like(qmax)
     Wt = W[:, perm].t().contiguous().expand(C, K, N).clone()
     Qt = torch.zeros(C, K, N, dtype=dt, device=W.device)
+    loss = torch.zeros(C, dtype=torch.float64, device=W.device)      # Σ of the scaled column errors, per candidate
     for i1 in range(0, K, B):
         i2 = min(i1 + B, K)
         W1, U1 = Wt[:, i1:i2], U[i1:i2, i1:i2]
         Err1 = torch.empty(C, i2 - i1, N, dtype=dt, device=W.device)
+        jb = gi[i1:i2]                           # (B, C): each column's group per candidate; their parameters gathered once a block
+        if tab: Mb, Tb = Mg[ci, jb], Tg[ci, jb]
+        else: Sb, Zb = Sg[ci, jb], Zg[ci, jb]
         for i in range(i2 - i1):
-            w, j = W1[:, i], gi[i1 + i]
+            w = W1[:, i]
             if tab:                              # the nearest value of each row's table
-                q = torch.searchsorted(Mg[ci, j], w.float()[..., None].contiguous())
-                wq = Tg[ci, j].gather(2, q)[..., 0]
+                q = torch.searchsorted(Mb[i], w.float()[..., None].contiguous())
+                wq = Tb[i].gather(2, q)[..., 0]
                 q = q[..., 0].to(dt)
             else:
-                s, z = Sg[ci, j], Zg[ci, j]
+                s, z = Sb[i], Zb[i]
                 q = torch.clamp(torch.round(w.float() / s + z), lo, qmax)     # `quant.quantize_codes`, each its own range
                 wq = (q - z) * s
             Qt[:, i1 + i] = q
             torch.div(w - wq, U1[i, i], out=Err1[:, i])
             W1[:, i + 1:].addcmul_(U1[i, i + 1:, None], Err1[:, i, None], value=-1)
         Wt[:, i2:].sub_(U[i1:i2, i2:].t() @ Err1)
+        loss += Err1.square().sum((1, 2)).double()
     inv = torch.argsort(perm)
     res = []
     for c, (lp, (g, sup, S, Z)) in enumerate(zip(lps, grids)):
         Q = Qt[c][inv].t().contiguous().to(torch.uint8)
         qt = QTensor(Q, None, None, lp.bits, g, False, None, S.float()) if tab else QTensor(Q, S.float(), Z.float(), lp.bits, g, lp.sym, sup)
-        res.append(Compressed(lp, qt, None, None, dequantize(qt)))
+        w_hat = dequantize(qt)
+        # W - w_hat = Err·U (the pass's compensation), and H' = (UᵀU)⁻¹ is H damped (dead inputs at 1): the summed squared
+        # column errors are tr(E H' Eᵀ); less the damping and the dead inputs, tr(E H Eᵀ) without forming E H
+        E2 = (W - w_hat).square().sum(0).double()
+        res.append(Compressed(lp, qt, None, None, w_hat, (loss[c] - lam * E2.sum() - E2[dead].sum()).item()))
     return res
 
 # %% ../nbs/04c_gptq.ipynb #329eec48

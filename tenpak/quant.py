@@ -255,7 +255,7 @@ def fit_table(w: torch.Tensor,                  # (N, K) weight
         den = c_imp.gather(-1, e[..., 1:]) - c_imp.gather(-1, e[..., :-1])        # per value: Σ imp and Σ imp·w of its run
         num = c_iw.gather(-1, e[..., 1:]) - c_iw.gather(-1, e[..., :-1])
         new = torch.where(den > 0, (num / den.clamp_min(1e-300)).float(), t)
-        new = new.sort(-1).values                    # 1-D Lloyd keeps the order; an empty value kept in place may not
+        if not bool((new[..., 1:] >= new[..., :-1]).all()): new = new.sort(-1).values   # 1-D Lloyd keeps the order; an empty value kept in place may not
         if torch.equal(new, t): break
         t = new
     return t.half().float()
