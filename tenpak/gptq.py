@@ -171,10 +171,11 @@ def gptq_many(W: torch.Tensor,                # (N, K) weight
     dt = torch.float64 if W.dtype == torch.float64 else torch.float32
     perm, U = _factor(H, dt, W.device, opts.act_order, opts.damp)
     W, H = W.detach().to(dt).clone(), H.detach().to(W.device, dt)
-    dead = torch.diagonal(H) == 0
+    hd = torch.diagonal(H)
+    dead = hd == 0
     W[:, dead] = 0
-    timp = (importance if importance is not None else torch.diagonal(H)).to(dt)      # a table's k-means weights, as `gptq`'s
-    lam = opts.damp * torch.where(dead, 1., torch.diagonal(H)).mean().item()        # `hinv_cholesky`'s damping
+    timp = (importance if importance is not None else hd).to(dt)      # a table's k-means weights, as `gptq`'s
+    lam = opts.damp * torch.where(dead, 1., hd).mean().item()        # `hinv_cholesky`'s damping
     out, step = [None] * len(lps), max(1, MANY_ELEMENTS // (N * K))
     for tab in (False, True):
         ks = [k for k, lp in enumerate(lps) if (lp.codebook == 'table') == tab]

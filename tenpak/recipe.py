@@ -256,8 +256,11 @@ def hessian_score(stats: dict, fisher: dict | None = None):
         for m, ks in by.items():
             method = [get_method(lps[k]) for k in ks][0]        # (each plan's options validated)
             for k, c in zip(ks, method.compress_all(W, [lps[k] for k in ks], st)):
-                E = c.w_hat - W.float() if c.out_err is None else None       # a method that did not measure it: form E H
-                errs[k] = (c.out_err if E is None else torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item()) * unit
+                err = c.out_err
+                if err is None:       # a method that did not measure it: form E H
+                    E = c.w_hat - W.float()
+                    err = torch.einsum('nk,kl,nl->', E, st.hessian.to(E.device), E).item()
+                errs[k] = err * unit
         return errs
     score = lambda name, W, lp: many(name, W, [lp])[0]
     score.many = many
